@@ -1,0 +1,3 @@
+"""aira_async."""
+
+from __future__ import annotations

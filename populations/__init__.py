@@ -1,0 +1,3 @@
+"""populations."""
+
+from __future__ import annotations
