@@ -147,7 +147,8 @@ class EvalOutcome:
     """The result of one evaluation, as the evaluator reported it (trusted code, never the agent).
 
     `score` is the task's metric (higher or lower is better as the task says); it is None unless
-    `status` is OK. `metrics` holds the open-ended detail (per-task accuracies, loss curve summary).
+    `status` is OK. `metrics` holds the open-ended detail (per-task accuracies, loss curve
+    summary).
     """
 
     key: EvalKey

@@ -1,0 +1,416 @@
+"""The search daemon: one TaskGroup of long-lived services over one archive.
+
+Children of the group: one `AgentRunner` per agent, the evaluation queue's slots, the test
+evaluator, the heartbeat (wall-clock budget, progress) and a watcher that ends the run when every
+agent is done. Shutdown [arq, aiorun]: SIGINT/SIGTERM (or the budget, or the node cap) set `stop`;
+agents take no new step, slots finish the job they hold, queued jobs are abandoned (their nodes
+stay unfinished and `aira resume` re-queues them). After `shutdown_grace_s` — or at a second
+signal — the group is cancelled, and the stacks of tasks still running are logged.
+
+Durability: a node, its evaluation and the policy statistics it changes are committed in one
+transaction by `Archive.finish_node`; the budget spent is committed at every heartbeat. A SIGKILL
+loses at most the work in flight and one heartbeat of budget accounting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aira_async.agents.base import BaseAgent
+from aira_async.agents.classical import CLASSICAL, make_classical_agent
+from aira_async.agents.runner import AgentRunner
+from aira_async.archive_io import ArchiveWriter
+from aira_async.config import AgentConfig, DaemonConfig
+from aira_async.errors import ConfigError, RunStateError
+from aira_async.gpu_queue import EvaluationQueue
+from aira_async.run_state import RunState
+from aira_async.tasks import describe, task_spec
+from aira_async.worker_pool import make_slots
+from populations.policies import make_policy
+from populations.policies.base import BasePolicy
+from populations.records import EvalStatus, NodeRecord, Split
+from store import Archive
+
+log = logging.getLogger(__name__)
+
+ALIVE_AFTER_S = 15.0
+"""A run whose heartbeat is younger than this, from a live process, is still running."""
+
+
+class _GraceExpired(Exception):
+    """Raised inside the group to cancel it once the shutdown grace period is over."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What the live display shows; taken at every heartbeat."""
+
+    run_id: int
+    spent_s: float
+    budget_s: float
+    n_nodes: int
+    max_nodes: int | None
+    n_finished: int
+    n_failed: int
+    n_reused: int
+    n_queued: int
+    n_running: int
+    n_slots: int
+    best: NodeRecord | None
+    stopping: bool
+    agents: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSummary:
+    run_id: int
+    stop_reason: str
+    spent_s: float
+    budget_s: float
+    n_nodes: int
+    n_finished: int
+    best: NodeRecord | None
+    top: tuple[NodeRecord, ...] = field(default_factory=tuple)
+
+
+def build_agent(agent: AgentConfig, config: DaemonConfig) -> tuple[BaseAgent, BasePolicy]:
+    """The agent and policy of one `[[agents]]` entry (checked before anything is written)."""
+    task = config.task
+    if agent.proposer not in CLASSICAL:
+        raise ConfigError(
+            f"agents.{agent.name}.proposer: unknown proposer {agent.proposer!r}"
+            f" (known: {', '.join(CLASSICAL)})"
+        )
+    try:
+        built = make_classical_agent(
+            agent.name,
+            agent.proposer,
+            agent.proposer_params,
+            alphabet=task.alphabet,
+            length=task.length,
+        )
+        params = {"maximize": task_spec(task).maximize, **agent.policy_params}
+        policy = make_policy(agent.policy, **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"agents.{agent.name}: {exc}") from None
+    return built, policy
+
+
+class Daemon:
+    """One run of the search, new (`resume=False`) or continued from the archive.
+
+    Args:
+        config: the population; None on resume (the archive's stored config is used).
+        db: path or URL of the archive.
+        resume: continue the run stored in `db` instead of starting one.
+        budget_s / max_nodes: the only settings the command line may change.
+        install_signals: handle SIGINT/SIGTERM (only from the main thread).
+        on_progress: called with a `Snapshot` at every heartbeat (the CLI's live display).
+    """
+
+    def __init__(
+        self,
+        config: DaemonConfig | None,
+        db: str,
+        *,
+        resume: bool = False,
+        budget_s: float | None = None,
+        max_nodes: int | None = None,
+        install_signals: bool = True,
+        on_progress: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        if config is None and not resume:
+            raise ValueError("config: a new run needs a population config")
+        self._config = config
+        self._db = db
+        self._resume = resume
+        self._overrides = {"run.budget_s": budget_s, "run.max_nodes": max_nodes}
+        self._install_signals = install_signals
+        self._on_progress = on_progress
+        self._force = asyncio.Event()
+        self._agents_done = asyncio.Event()
+        self.state: RunState | None = None
+        self._spent_s = 0.0
+        self._budget_s = 0.0
+        self._runners: list[AgentRunner] = []
+
+    # ----------------------------------------------------------------------------- lifecycle
+    async def run(self) -> RunSummary:
+        """Run until the budget, the node cap, every agent's step limit, or a signal."""
+        if not self._resume:
+            assert self._config is not None
+            self._config = self._config.with_overrides(**self._overrides)
+            self._check(self._config)
+            if Path(self._db).exists():
+                raise RunStateError(
+                    f"{self._db} already exists; continue it with `aira resume --db {self._db}`"
+                    " or choose a new --db path"
+                )
+        writer = ArchiveWriter()
+        try:
+            archive = await writer.open(self._db, create=not self._resume)
+            state = await self._prepare(writer, archive)
+            self.state = state
+            await self._serve(state)
+            return await self._finish(state)
+        finally:
+            await writer.close()
+
+    def _check(self, config: DaemonConfig) -> dict[str, tuple[BaseAgent, BasePolicy]]:
+        task_spec(config.task)
+        return {a.name: build_agent(a, config) for a in config.expanded_agents()}
+
+    async def _prepare(self, writer: ArchiveWriter, archive: Archive) -> RunState:
+        if self._resume:
+            run = await writer.call(archive.get_run)
+            self._check_not_running(run)
+            config = DaemonConfig.from_dict(run.config, source=f"{self._db} (stored config)")
+            config = config.with_overrides(
+                **{k: v for k, v in self._overrides.items() if v is not None}
+            )
+            if config.run.budget_s != run.budget_s or config.run.max_nodes != run.max_nodes:
+                run = await writer.call(
+                    archive.set_run_limits,
+                    run.id,
+                    budget_s=config.run.budget_s,
+                    max_nodes=config.run.max_nodes,
+                )
+            n_requeued = await writer.call(archive.requeue_stale, run.id)
+            await writer.call(
+                archive.add_event,
+                run.id,
+                "resume",
+                {"requeued": n_requeued, "spent_s": run.spent_s, "pid": os.getpid()},
+            )
+        else:
+            assert self._config is not None
+            config = self._config
+            run = await writer.call(
+                archive.create_run,
+                name=config.run.name,
+                config=config.to_dict(),
+                config_hash=config.config_hash(),
+                seed=config.run.seed,
+                budget_s=config.run.budget_s,
+                max_nodes=config.run.max_nodes,
+            )
+        await writer.call(archive.set_run_status, run.id, "running", pid=os.getpid())
+        self._config = config
+        self._spent_s, self._budget_s = run.spent_s, config.run.budget_s
+        built = self._check(config)
+        spec = task_spec(config.task)
+        slots = make_slots(
+            config.evaluation.backend,
+            workers=config.evaluation.workers,
+            device=config.evaluation.device,
+            threads_per_worker=config.evaluation.threads_per_worker,
+        )
+        queue = EvaluationQueue(slots, timeout_s=config.evaluation.timeout_s)
+        state = RunState(
+            run_id=run.id,
+            config=config,
+            config_hash=config.config_hash(),
+            writer=writer,
+            queue=queue,
+            stop=asyncio.Event(),
+            maximize=spec.maximize,
+            task_description=describe(config.task),
+        )
+        for island in config.islands:
+            await writer.call(archive.add_island, run.id, island.name)
+        all_nodes = await writer.call(archive.nodes, run.id)
+        state.n_nodes = len(all_nodes)
+        for node in all_nodes:
+            if node.status.finished:
+                state.n_finished += 1
+                state.n_failed += node.is_buggy
+                if node.is_good and state.is_better(node):
+                    state.best = node
+            if node.is_good and config.task.test_eval and node.test_fitness is None:
+                state.test_requests.put_nowait(node)
+        known = await writer.call(archive.known_evaluations, run.id)
+        state.evaluations.update({o.key: o for o in known if o.status is EvalStatus.OK})
+        for agent_config in config.expanded_agents():
+            agent, policy = built[agent_config.name]
+            row = await writer.call(
+                archive.add_agent,
+                run.id,
+                name=agent.name,
+                island=agent_config.island,
+                kind=agent.kind,
+                policy=agent_config.policy,
+                config={"policy_params": dict(agent_config.policy_params)},
+            )
+            records = [n for n in all_nodes if n.agent_id == row.id]
+            stats = await writer.call(archive.stats, row.id)
+            self._runners.append(
+                AgentRunner(
+                    state,
+                    agent=agent,
+                    agent_id=row.id,
+                    policy=policy,
+                    max_steps=agent_config.max_steps,
+                    records=records,
+                    stats=stats,
+                )
+            )
+        return state
+
+    def _check_not_running(self, run: object) -> None:
+        pid = getattr(run, "pid", None)
+        heartbeat = getattr(run, "heartbeat_at", None)
+        if getattr(run, "status", None) != "running" or pid is None or heartbeat is None:
+            return
+        if time.time() - heartbeat > ALIVE_AFTER_S or pid == os.getpid():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 0)
+            raise RunStateError(
+                f"run {getattr(run, 'id', '?')} is still running (pid {pid}, heartbeat"
+                f" {time.time() - heartbeat:.0f}s ago); stop it before resuming"
+            )
+
+    async def _serve(self, state: RunState) -> None:
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        if self._install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    installed.append(sig)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(state.queue.serve(state.stop), name="queue")
+                group.create_task(self._heartbeat(state), name="heartbeat")
+                group.create_task(self._test_evaluations(state), name="tests")
+                runners = [
+                    group.create_task(r.run(), name=f"agent:{r.agent.name}") for r in self._runners
+                ]
+                grace = group.create_task(self._grace(state), name="grace")
+                group.create_task(self._watch(state, runners, grace), name="watch")
+        except* _GraceExpired:
+            log.warning("shutdown grace period over: cancelled work still in flight")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        assert self.state is not None
+        if self.state.stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(sig).name)
+            self._force.set()
+            return
+        log.warning("%s: finishing evaluations in flight, then stopping", signal.Signals(sig).name)
+        self.state.request_stop(f"signal {signal.Signals(sig).name}")
+
+    async def _watch(
+        self, state: RunState, runners: list[asyncio.Task[None]], grace: asyncio.Task[None]
+    ) -> None:
+        """End the run when every agent is done: stop the services and the grace timer."""
+        await asyncio.wait(runners)
+        state.request_stop(state.stop_reason or "agents finished")
+        self._agents_done.set()
+        grace.cancel()
+
+    async def _grace(self, state: RunState) -> None:
+        await state.stop.wait()
+        grace_s = state.config.run.shutdown_grace_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._force.wait()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and not task.done():
+                log.warning("still running at shutdown: %s", task.get_name())
+                for frame in task.get_stack(limit=3):
+                    log.warning("  %s:%d", frame.f_code.co_filename, frame.f_lineno)
+        raise _GraceExpired
+
+    async def _heartbeat(self, state: RunState) -> None:
+        """Persist the wall-clock budget spent, stop when it is used up, report progress."""
+        archive = state.writer.archive
+        interval = state.config.run.heartbeat_s
+        last = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._agents_done.wait()
+            now = time.monotonic()
+            run = await state.writer.call(archive.add_spent, state.run_id, now - last)
+            last = now
+            self._spent_s = run.spent_s
+            if run.spent_s >= self._budget_s:
+                state.request_stop("budget")
+            if self._on_progress is not None:
+                self._on_progress(self.snapshot())
+            if self._agents_done.is_set():
+                return
+
+    async def _test_evaluations(self, state: RunState) -> None:
+        """Score good nodes on the test split, at lower priority than validation work."""
+        archive = state.writer.archive
+        limit = asyncio.Semaphore(max(1, state.queue.n_slots))
+
+        async def one(record: NodeRecord) -> None:
+            async with limit:
+                key = state.key(record.proposal_key, Split.TEST)
+                outcome = state.evaluations.get(key) or await state.queue.submit(
+                    state.request(key)
+                )
+                if outcome is None:
+                    return
+                if outcome.status is EvalStatus.OK:
+                    state.evaluations[key] = outcome
+                await state.writer.call(archive.record_test, record.node_id, outcome)
+
+        async with asyncio.TaskGroup() as group:
+            while not state.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        record = await state.test_requests.get()
+                        group.create_task(one(record), name=f"test:{record.node_id}")
+
+    async def _finish(self, state: RunState) -> RunSummary:
+        archive = state.writer.archive
+        reason = state.stop_reason or "agents finished"
+        status = "stopped" if reason.startswith("signal") else "finished"
+        await state.writer.call(archive.set_run_status, state.run_id, status)
+        await state.writer.call(archive.add_event, state.run_id, "stop", {"reason": reason})
+        top = await state.writer.call(archive.top, state.run_id, 10, maximize=state.maximize)
+        return RunSummary(
+            run_id=state.run_id,
+            stop_reason=reason,
+            spent_s=self._spent_s,
+            budget_s=self._budget_s,
+            n_nodes=state.n_nodes,
+            n_finished=state.n_finished,
+            best=state.best,
+            top=tuple(top),
+        )
+
+    def snapshot(self) -> Snapshot:
+        state = self.state
+        assert state is not None
+        return Snapshot(
+            run_id=state.run_id,
+            spent_s=self._spent_s,
+            budget_s=self._budget_s,
+            n_nodes=state.n_nodes,
+            max_nodes=state.config.run.max_nodes,
+            n_finished=state.n_finished,
+            n_failed=state.n_failed,
+            n_reused=state.n_reused,
+            n_queued=state.queue.n_queued,
+            n_running=state.queue.n_running,
+            n_slots=state.queue.n_slots,
+            best=state.best,
+            stopping=state.stop.is_set(),
+            agents=tuple((r.agent.name, r.step) for r in self._runners),
+        )

@@ -1,0 +1,153 @@
+"""The `aira` command as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store import Archive
+from tests.conftest import write_population
+
+
+def aira(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aira_async", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def test_malformed_population(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nname = ")
+    db = tmp_path / "run.db"
+    line = one_error_line(aira("run", "--population", str(bad), "--db", str(db)))
+    assert "not valid TOML" in line
+    assert not db.exists()
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    path = write_population(tmp_path / "p.toml")
+    path.write_text(path.read_text().replace("[evaluation]\n", "[evaluation]\ngpus = 8\n"))
+    db = tmp_path / "run.db"
+    line = one_error_line(aira("run", "--population", str(path), "--db", str(db)))
+    assert "'gpus'" in line
+    assert not db.exists()
+
+
+def test_unknown_proposer_is_refused_before_writing(tmp_path: Path) -> None:
+    path = write_population(tmp_path / "p.toml")
+    path.write_text(path.read_text().replace('proposer = "random"', 'proposer = "oracle"'))
+    db = tmp_path / "run.db"
+    line = one_error_line(aira("run", "--population", str(path), "--db", str(db)))
+    assert "oracle" in line
+    assert not db.exists()
+
+
+def test_resume_missing_database(tmp_path: Path) -> None:
+    db = tmp_path / "nothing.db"
+    line = one_error_line(aira("resume", "--db", str(db)))
+    assert "nothing.db" in line
+    assert not db.exists()
+
+
+def test_newer_schema_is_refused_and_untouched(tmp_path: Path, population: Path) -> None:
+    db = tmp_path / "run.db"
+    result = aira("run", "--population", str(population), "--db", str(db), "--max-nodes", "5")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'ffff_from_the_future'")
+    con.close()
+    before = db.read_bytes()
+    for args in (("resume", "--db", str(db)), ("status", "--db", str(db))):
+        line = one_error_line(aira(*args))
+        assert "newer" in line
+    assert db.read_bytes() == before
+
+
+def test_bad_arrangement(tmp_path: Path) -> None:
+    for text, fragment in (("mA X", "'X'"), ("", "empty"), ("mA M Mz", "'Mz'")):
+        line = one_error_line(aira("evaluate", text, "--task", "mad"))
+        assert fragment in line
+
+
+def test_run_query_status(tmp_path: Path, population: Path) -> None:
+    db = tmp_path / "run.db"
+    result = aira("run", "--population", str(population), "--db", str(db), "--max-nodes", "30")
+    assert result.returncode == 0, result.stderr
+    assert "Leaderboard" in result.stdout
+    top = json.loads(aira("query", "top", "--db", str(db), "--format", "json").stdout)
+    assert top and top[0]["val"] >= top[-1]["val"]
+    nodes = aira("query", "nodes", "--db", str(db), "--format", "csv", "-n", "100").stdout
+    assert len(nodes.strip().splitlines()) == 31  # header + 30 nodes
+    lineage = json.loads(
+        aira("query", "lineage", "--db", str(db), "--node", str(top[0]["node"]), "-f", "json")
+        .stdout
+    )
+    assert lineage[-1]["node"] == top[0]["node"]
+    assert lineage[0]["parent"] is None
+    status = aira("status", "--db", str(db), "--format", "json")
+    assert status.returncode == 0
+    report = json.loads(status.stdout)
+    assert report["state"] == "finished" and sum(report["nodes"].values()) == 30
+
+
+def test_readers_while_the_daemon_writes(tmp_path: Path) -> None:
+    population = write_population(
+        tmp_path / "p.toml", backend="process", workers=2, latency_s=0.05, max_nodes=150
+    )
+    db = tmp_path / "run.db"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "aira_async", "run", "--population", str(population),
+         "--db", str(db), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen_running = 0
+    try:
+        deadline = time.monotonic() + 60
+        while daemon.poll() is None and time.monotonic() < deadline:
+            if not db.exists():
+                time.sleep(0.05)
+                continue
+            status = aira("status", "--db", str(db), "--format", "json")
+            if status.returncode == 2 and "no run" in status.stderr:
+                continue  # the archive exists but the run row is not committed yet
+            assert status.returncode == 0, status.stderr
+            report = json.loads(status.stdout)
+            seen_running += report["state"] == "running"
+            query = aira("query", "nodes", "--db", str(db), "--format", "json")
+            assert query.returncode == 0, query.stderr
+    finally:
+        _, stderr = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, stderr
+    assert "locked" not in stderr
+    assert seen_running >= 2
+    archive = Archive.open(str(db), read_only=True)
+    assert len(archive.nodes(archive.get_run().id)) == 150
+    archive.close()
+
+
+@pytest.mark.skipif(shutil.which("aira") is None, reason="console script not installed")
+def test_console_script_help() -> None:
+    result = subprocess.run(["aira", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for verb in ("run", "resume", "status", "query", "evaluate", "db"):
+        assert verb in result.stdout
