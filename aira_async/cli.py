@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 
 from aira_async import views
-from aira_async.config import ConfigError, load_population, parse_duration
+from aira_async.config import load_population, parse_duration
 from aira_async.daemon import Daemon, RunSummary, Snapshot
 from aira_async.errors import AiraError
 from populations.arrangement import ArrangementError
@@ -38,6 +38,10 @@ db_app = typer.Typer(help="Archive maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal:  # piped or captured: no wrapping at 80 columns
+    out = Console(width=200)
+if not err.is_terminal:
+    err = Console(stderr=True, width=200)
 
 DEFAULT_POPULATION = Path(__file__).resolve().parent.parent / "populations/presets/offline.toml"
 
@@ -87,11 +91,12 @@ def _run_daemon(
     if quiet:
         return asyncio.run(make(None).run())
     if not out.is_terminal:
-        last = [0.0]
+        last = [0.0, False]
 
         def line(snapshot: Snapshot) -> None:
-            if time.monotonic() - last[0] >= 10 or snapshot.stopping:
-                last[0] = time.monotonic()
+            newly_stopping = snapshot.stopping and not last[1]
+            if time.monotonic() - last[0] >= 10 or newly_stopping:
+                last[0], last[1] = time.monotonic(), snapshot.stopping
                 err.print(views.progress_line(snapshot), highlight=False)
 
         return asyncio.run(make(line).run())
@@ -157,7 +162,9 @@ def resume(
 
 def _print_summary(summary: RunSummary) -> None:
     out.print(views.summary_text(summary), highlight=False)
-    out.print(views.table(views.node_rows(summary.top), title="Leaderboard (validation)"))
+    out.print(
+        views.table(views.leaderboard_rows(summary.top, summary.agent_names), title="Leaderboard")
+    )
 
 
 @app.command()

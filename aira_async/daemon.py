@@ -36,7 +36,7 @@ from aira_async.tasks import describe, task_spec
 from aira_async.worker_pool import make_slots
 from populations.policies import make_policy
 from populations.policies.base import BasePolicy
-from populations.records import EvalStatus, NodeRecord, Split
+from populations.records import EvalOutcome, EvalStatus, NodeRecord, Split
 from store import Archive
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class RunSummary:
     n_finished: int
     best: NodeRecord | None
     top: tuple[NodeRecord, ...] = field(default_factory=tuple)
+    agent_names: dict[int, str] = field(default_factory=dict)
 
 
 def build_agent(agent: AgentConfig, config: DaemonConfig) -> tuple[BaseAgent, BasePolicy]:
@@ -137,6 +138,8 @@ class Daemon:
         self._on_progress = on_progress
         self._force = asyncio.Event()
         self._agents_done = asyncio.Event()
+        self._halt = asyncio.Event()
+        self._finished = asyncio.Event()
         self.state: RunState | None = None
         self._spent_s = 0.0
         self._budget_s = 0.0
@@ -179,14 +182,14 @@ class Daemon:
             if config.run.budget_s != run.budget_s or config.run.max_nodes != run.max_nodes:
                 run = await writer.call(
                     archive.set_run_limits,
-                    run.id,
+                    run.run_id,
                     budget_s=config.run.budget_s,
                     max_nodes=config.run.max_nodes,
                 )
-            n_requeued = await writer.call(archive.requeue_stale, run.id)
+            n_requeued = await writer.call(archive.requeue_stale, run.run_id)
             await writer.call(
                 archive.add_event,
-                run.id,
+                run.run_id,
                 "resume",
                 {"requeued": n_requeued, "spent_s": run.spent_s, "pid": os.getpid()},
             )
@@ -202,7 +205,7 @@ class Daemon:
                 budget_s=config.run.budget_s,
                 max_nodes=config.run.max_nodes,
             )
-        await writer.call(archive.set_run_status, run.id, "running", pid=os.getpid())
+        await writer.call(archive.set_run_status, run.run_id, "running", pid=os.getpid())
         self._config = config
         self._spent_s, self._budget_s = run.spent_s, config.run.budget_s
         built = self._check(config)
@@ -215,7 +218,7 @@ class Daemon:
         )
         queue = EvaluationQueue(slots, timeout_s=config.evaluation.timeout_s)
         state = RunState(
-            run_id=run.id,
+            run_id=run.run_id,
             config=config,
             config_hash=config.config_hash(),
             writer=writer,
@@ -225,8 +228,8 @@ class Daemon:
             task_description=describe(config.task),
         )
         for island in config.islands:
-            await writer.call(archive.add_island, run.id, island.name)
-        all_nodes = await writer.call(archive.nodes, run.id)
+            await writer.call(archive.add_island, run.run_id, island.name)
+        all_nodes = await writer.call(archive.nodes, run.run_id)
         state.n_nodes = len(all_nodes)
         for node in all_nodes:
             if node.status.finished:
@@ -236,26 +239,35 @@ class Daemon:
                     state.best = node
             if node.is_good and config.task.test_eval and node.test_fitness is None:
                 state.test_requests.put_nowait(node)
-        known = await writer.call(archive.known_evaluations, run.id)
-        state.evaluations.update({o.key: o for o in known if o.status is EvalStatus.OK})
+        for node in all_nodes:  # results to reuse: finish_node links to the stored row by key
+            if node.is_good:
+                key = state.key(node.proposal_key, Split.VALIDATION)
+                state.evaluations[key] = EvalOutcome(
+                    key=key, status=EvalStatus.OK, score=node.val_fitness
+                )
+            if node.test_fitness is not None:
+                key = state.key(node.proposal_key, Split.TEST)
+                state.evaluations[key] = EvalOutcome(
+                    key=key, status=EvalStatus.OK, score=node.test_fitness
+                )
         for agent_config in config.expanded_agents():
             agent, policy = built[agent_config.name]
             row = await writer.call(
                 archive.add_agent,
-                run.id,
+                run.run_id,
                 name=agent.name,
                 island=agent_config.island,
                 kind=agent.kind,
                 policy=agent_config.policy,
                 config={"policy_params": dict(agent_config.policy_params)},
             )
-            records = [n for n in all_nodes if n.agent_id == row.id]
-            stats = await writer.call(archive.stats, row.id)
+            records = [n for n in all_nodes if n.agent_id == row.agent_id]
+            stats = await writer.call(archive.stats, row.agent_id)
             self._runners.append(
                 AgentRunner(
                     state,
                     agent=agent,
-                    agent_id=row.id,
+                    agent_id=row.agent_id,
                     policy=policy,
                     max_steps=agent_config.max_steps,
                     records=records,
@@ -288,43 +300,60 @@ class Daemon:
                     installed.append(sig)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(state.queue.serve(state.stop), name="queue")
+                queue = group.create_task(state.queue.serve(self._halt), name="queue")
                 group.create_task(self._heartbeat(state), name="heartbeat")
-                group.create_task(self._test_evaluations(state), name="tests")
+                tests = group.create_task(self._test_evaluations(state), name="tests")
                 runners = [
                     group.create_task(r.run(), name=f"agent:{r.agent.name}") for r in self._runners
                 ]
-                grace = group.create_task(self._grace(state), name="grace")
-                group.create_task(self._watch(state, runners, grace), name="watch")
+                grace = group.create_task(self._grace(), name="grace")
+                group.create_task(self._watch(state, runners, tests, queue, grace), name="watch")
         except* _GraceExpired:
             log.warning("shutdown grace period over: cancelled work still in flight")
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    def _on_signal(self, sig: int) -> None:
+    def halt(self, reason: str) -> None:
+        """Stop now-ish: no new step, no new job; jobs running finish within the grace period."""
         assert self.state is not None
-        if self.state.stop.is_set():
-            log.warning("second %s: stopping now", signal.Signals(sig).name)
+        self.state.request_stop(reason)
+        self._halt.set()
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self._halt.is_set():
+            log.warning("second %s: stopping now", name)
             self._force.set()
             return
-        log.warning("%s: finishing evaluations in flight, then stopping", signal.Signals(sig).name)
-        self.state.request_stop(f"signal {signal.Signals(sig).name}")
+        log.warning("%s: finishing evaluations in flight, then stopping", name)
+        self.halt(f"signal {name}")
 
     async def _watch(
-        self, state: RunState, runners: list[asyncio.Task[None]], grace: asyncio.Task[None]
+        self,
+        state: RunState,
+        runners: list[asyncio.Task[None]],
+        tests: asyncio.Task[None],
+        queue: asyncio.Task[None],
+        grace: asyncio.Task[None],
     ) -> None:
-        """End the run when every agent is done: stop the services and the grace timer."""
+        """End the run: once every agent is done, finish the test evaluations still wanted
+        (unless halted), then stop the queue, the heartbeat and the grace timer."""
         await asyncio.wait(runners)
         state.request_stop(state.stop_reason or "agents finished")
         self._agents_done.set()
+        await asyncio.wait([tests])
+        self._halt.set()
+        await asyncio.wait([queue])
         grace.cancel()
+        self._finished.set()
 
-    async def _grace(self, state: RunState) -> None:
-        await state.stop.wait()
-        grace_s = state.config.run.shutdown_grace_s
+    async def _grace(self) -> None:
+        """Once halted, give work in flight `shutdown_grace_s` (or until a second signal)."""
+        await self._halt.wait()
+        assert self.state is not None
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
+            async with asyncio.timeout(self.state.config.run.shutdown_grace_s):
                 await self._force.wait()
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task() and not task.done():
@@ -341,40 +370,51 @@ class Daemon:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
-                    await self._agents_done.wait()
+                    await self._finished.wait()
             now = time.monotonic()
             run = await state.writer.call(archive.add_spent, state.run_id, now - last)
             last = now
             self._spent_s = run.spent_s
-            if run.spent_s >= self._budget_s:
-                state.request_stop("budget")
+            if run.spent_s >= self._budget_s and not self._halt.is_set():
+                self.halt("budget")
             if self._on_progress is not None:
                 self._on_progress(self.snapshot())
-            if self._agents_done.is_set():
+            if self._finished.is_set():
                 return
 
     async def _test_evaluations(self, state: RunState) -> None:
-        """Score good nodes on the test split, at lower priority than validation work."""
+        """Score good nodes on the test split, at lower priority than validation work.
+
+        Returns when halted, or once the agents are done and no test evaluation is left."""
         archive = state.writer.archive
         limit = asyncio.Semaphore(max(1, state.queue.n_slots))
+        in_flight = 0
 
         async def one(record: NodeRecord) -> None:
-            async with limit:
-                key = state.key(record.proposal_key, Split.TEST)
-                outcome = state.evaluations.get(key) or await state.queue.submit(
-                    state.request(key)
-                )
-                if outcome is None:
-                    return
-                if outcome.status is EvalStatus.OK:
-                    state.evaluations[key] = outcome
-                await state.writer.call(archive.record_test, record.node_id, outcome)
+            nonlocal in_flight
+            try:
+                async with limit:
+                    key = state.key(record.proposal_key, Split.TEST)
+                    outcome = state.evaluations.get(key)
+                    if outcome is None:
+                        outcome = await state.queue.submit(state.request(key))
+                    if outcome is None:
+                        return
+                    if outcome.status is EvalStatus.OK:
+                        state.evaluations[key] = outcome
+                    await state.writer.call(archive.record_test, record.node_id, outcome)
+            finally:
+                in_flight -= 1
 
         async with asyncio.TaskGroup() as group:
-            while not state.stop.is_set():
+            while not self._halt.is_set():
+                idle = state.test_requests.empty() and in_flight == 0
+                if idle and self._agents_done.is_set():
+                    return
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.2):
+                    async with asyncio.timeout(0.1):
                         record = await state.test_requests.get()
+                        in_flight += 1
                         group.create_task(one(record), name=f"test:{record.node_id}")
 
     async def _finish(self, state: RunState) -> RunSummary:
@@ -393,6 +433,7 @@ class Daemon:
             n_finished=state.n_finished,
             best=state.best,
             top=tuple(top),
+            agent_names={r.agent_id: r.agent.name for r in self._runners},
         )
 
     def snapshot(self) -> Snapshot:

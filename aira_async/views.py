@@ -39,9 +39,9 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def node_rows(nodes: Iterable[NodeRecord], agent_names: dict[int, str] | None = None) -> list[
-    dict[str, Any]
-]:
+def node_rows(
+    nodes: Iterable[NodeRecord], agent_names: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
     names = agent_names or {}
     return [
         {
@@ -57,6 +57,24 @@ def node_rows(nodes: Iterable[NodeRecord], agent_names: dict[int, str] | None = 
             "error": n.error,
         }
         for n in nodes
+    ]
+
+
+def leaderboard_rows(
+    nodes: Iterable[NodeRecord], agent_names: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Ranked rows for the end-of-run leaderboard (validation fitness steers; test reports)."""
+    return [
+        {
+            "rank": rank,
+            "val": n.val_fitness,
+            "test": n.test_fitness,
+            "arrangement": n.proposal,
+            "agent": agent_names.get(n.agent_id, str(n.agent_id)),
+            "operator": n.operator.value,
+            "node": n.node_id,
+        }
+        for rank, n in enumerate(nodes, start=1)
     ]
 
 
@@ -93,26 +111,26 @@ def query_rows(
 ) -> list[dict[str, Any]]:
     """Rows for `aira query KIND`."""
     run = archive.get_run()
-    agents = archive.agents(run.id)
-    names = {a.id: a.name for a in agents}
+    agents = archive.agents(run.run_id)
+    names = {a.agent_id: a.name for a in agents}
     if kind == "lineage":
         if node is None:
             raise ValueError("--node: lineage needs a node id")
         return node_rows(archive.lineage(node), names)
     agent_id = None
     if agent is not None:
-        by_name = {a.name: a.id for a in agents}
+        by_name = {a.name: a.agent_id for a in agents}
         if agent not in by_name:
             raise ValueError(f"--agent: unknown agent {agent!r} (known: {', '.join(by_name)})")
         agent_id = by_name[agent]
     if kind == "top":
         maximize = TASKS[run.config["task"]["name"]].maximize
-        nodes = archive.top(run.id, limit, maximize=maximize)
+        nodes = archive.top(run.run_id, limit, maximize=maximize)
         if agent_id is not None:
             nodes = [n for n in nodes if n.agent_id == agent_id]
         return node_rows(nodes, names)
     if kind == "nodes":
-        nodes = archive.nodes(run.id, agent_id=agent_id)
+        nodes = archive.nodes(run.run_id, agent_id=agent_id)
         return node_rows(nodes[-limit:], names)
     raise ValueError(f"unknown query {kind!r} (known: top, nodes, lineage)")
 
@@ -120,9 +138,9 @@ def query_rows(
 def status_report(archive: Archive) -> dict[str, Any]:
     """Everything `aira status` shows, as plain data (also its --format json)."""
     run = archive.get_run()
-    counts = archive.status_counts(run.id)
-    top = archive.top(run.id, 1)
-    agents = archive.agents(run.id)
+    counts = archive.status_counts(run.run_id)
+    top = archive.top(run.run_id, 1)
+    agents = archive.agents(run.run_id)
     age = None if run.heartbeat_at is None else time.time() - run.heartbeat_at
     if run.status == "running":
         alive = age is not None and age < ALIVE_AFTER_S and _pid_alive(run.pid)
@@ -130,11 +148,11 @@ def status_report(archive: Archive) -> dict[str, Any]:
     else:
         state = run.status
     per_agent = {a.name: 0 for a in agents}
-    names = {a.id: a.name for a in agents}
-    for n in archive.nodes(run.id):
+    names = {a.agent_id: a.name for a in agents}
+    for n in archive.nodes(run.run_id):
         per_agent[names.get(n.agent_id, str(n.agent_id))] += 1
     return {
-        "run_id": run.id,
+        "run_id": run.run_id,
         "name": run.name,
         "state": state,
         "heartbeat_age_s": age,

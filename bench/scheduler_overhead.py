@@ -22,8 +22,16 @@ from pathlib import Path
 
 from aira_async.config import load_population
 from aira_async.daemon import Daemon
-from populations.records import Action, EvalKey, EvalOutcome, EvalStatus, NodeStatus, Operator
-from populations.records import Proposal, Split
+from populations.records import (
+    Action,
+    EvalKey,
+    EvalOutcome,
+    EvalStatus,
+    NodeStatus,
+    Operator,
+    Proposal,
+    Split,
+)
 from store import Archive, NewNode
 
 POPULATION = """\
@@ -63,7 +71,9 @@ def floor_rate(n_nodes: int, workdir: Path) -> float:
     run = archive.create_run(
         name="floor", config={}, config_hash="x", seed=0, budget_s=3600.0, max_nodes=None
     )
-    agent = archive.add_agent(run.id, name="a", island=None, kind="k", policy="greedy", config={})
+    agent = archive.add_agent(
+        run.run_id, name="a", island=None, kind="k", policy="greedy", config={}
+    )
     start = time.perf_counter()
     for i in range(n_nodes):
         text = f"mA M {i}"
@@ -76,12 +86,17 @@ def floor_rate(n_nodes: int, workdir: Path) -> float:
             config_hash="x",
             seed=0,
         )
-        (node,) = archive.add_nodes(run.id, agent.id, i + 1, [item])
+        (node,) = archive.add_nodes(run.run_id, agent.agent_id, i + 1, [item])
         key = EvalKey(proposal_key=text, task="t", fidelity="f", seed=0, split=Split.VALIDATION)
         outcome = EvalOutcome(key=key, status=EvalStatus.OK, score=0.5)
         archive.finish_node(
-            node.node_id, status=NodeStatus.COMPLETE, outcome=outcome, val_fitness=0.5,
-            error=None, stats=None, agent_id=agent.id,
+            node.node_id,
+            status=NodeStatus.COMPLETE,
+            outcome=outcome,
+            val_fitness=0.5,
+            error=None,
+            stats=None,
+            agent_id=agent.agent_id,
         )
     elapsed = time.perf_counter() - start
     archive.close()
@@ -126,8 +141,10 @@ def main() -> None:
     }
     print(f"archive floor : {floor:8.1f} nodes/s (add + finish, one node at a time)")
     print(f"daemon        : {rate:8.1f} durable nodes/s ({finished} nodes, {args.agents} agents)")
-    print(f"daemon/floor  : {rate / floor:8.3f}   target >= 500 nodes/s: "
-          f"{'met' if rate >= 500 else 'NOT met'}")
+    print(
+        f"daemon/floor  : {rate / floor:8.3f}   target >= 500 nodes/s: "
+        f"{'met' if rate >= 500 else 'NOT met'}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"scheduler_overhead-{os.cpu_count()}cpu.json"
     target.write_text(json.dumps(result, indent=2) + "\n")

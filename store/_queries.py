@@ -11,13 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, Table, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
 from populations.records import EvalKey, EvalOutcome, EvalStatus, NodeRecord, NodeStats, NodeStatus
 from store import _rows
-from store._rows import AGENTS, EVALS, EVENTS, ISLANDS, NODE_COLUMNS, NODES
+from store._rows import AGENTS, EVALS, EVENTS, ISLANDS, NODE_COLUMNS, NODES, RUNS, UNFINISHED
 from store.errors import NodeFinishedError, StoreError, UnknownNodeError
 from store.models import PolicyStat, table_of
 from store.records import EventRecord, RunTotals
@@ -239,3 +254,77 @@ def events(
     records = [_rows.event_record(row) for row in conn.execute(stmt)]
     records.reverse()
     return records
+
+
+# ---- prebuilt statements of the archive's hot paths ------------------------------------------
+
+FINISH = (
+    update(NODES)
+    # `or_` of equalities, not `in_`: a literal IN list is re-rendered on every execution.
+    .where(
+        NODES.c.id == bindparam("b_id"),
+        or_(*(NODES.c.status == status for status in UNFINISHED)),
+    )
+    .values(
+        status=bindparam("b_status"),
+        val_fitness=bindparam("b_val"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_now"),
+        heartbeat_at=bindparam("b_now"),
+        gpu_s=NODES.c.gpu_s + bindparam("b_gpu"),
+        val_eval_id=bindparam("b_eval"),
+        evaluator_version=func.coalesce(bindparam("b_version"), NODES.c.evaluator_version),
+    )
+    .returning(*NODE_COLUMNS)
+)
+TEST = (
+    update(NODES)
+    .where(NODES.c.id == bindparam("b_id"))
+    .values(
+        test_fitness=bindparam("b_test"),
+        test_eval_id=bindparam("b_eval"),
+        gpu_s=NODES.c.gpu_s + bindparam("b_gpu"),
+    )
+    .returning(*NODE_COLUMNS)
+)
+INSERT_NODE = insert(NODES).returning(*NODE_COLUMNS)
+INSERT_NODES = insert(NODES).returning(*NODE_COLUMNS, sort_by_parameter_order=True)
+
+
+def _for_ids(build: Callable[[ColumnElement[bool]], Update]) -> tuple[Update, Update]:
+    """A statement over a set of node ids, twice: for one id (``b_id``) and for many
+    (``b_ids``). The common single-id case skips the per-execution rendering of an IN list."""
+    many = NODES.c.id.in_(bindparam("b_ids", expanding=True))
+    return build(NODES.c.id == bindparam("b_id")), build(many)
+
+
+def ids_params(ids: Sequence[int], now: float) -> dict[str, Any]:
+    return {"b_id": ids[0], "b_now": now} if len(ids) == 1 else {"b_ids": ids, "b_now": now}
+
+
+MARK_RUNNING = _for_ids(
+    lambda ids: update(NODES)
+    .where(ids, NODES.c.status == NodeStatus.PENDING.value)
+    .values(status=NodeStatus.RUNNING.value, started_at=bindparam("b_now"),
+            heartbeat_at=bindparam("b_now"))
+    .returning(NODES.c.id)
+)  # fmt: skip
+HEARTBEAT = _for_ids(
+    lambda ids: (
+        update(NODES)
+        .where(ids, NODES.c.status == NodeStatus.RUNNING.value)
+        .values(heartbeat_at=bindparam("b_now"))
+    )
+)
+ADD_SPENT = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("b_id"))
+    .values(spent_s=RUNS.c.spent_s + bindparam("b_seconds"), heartbeat_at=bindparam("b_now"))
+    .returning(*RUNS.c)
+)
+NODE = select(*NODE_COLUMNS).where(NODES.c.id == bindparam("b_id"))
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)

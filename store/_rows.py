@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam
 
 from populations.records import (
+    ROOT_ID,
     EvalKey,
     EvalOutcome,
     EvalStatus,
@@ -23,7 +24,14 @@ from populations.records import (
     Split,
 )
 from store.models import Agent, Evaluation, Event, Island, Node, Run, table_of
-from store.records import AgentRecord, EventRecord, IslandRecord, RunRecord, RunStatus
+from store.records import (
+    AgentRecord,
+    EventRecord,
+    IslandRecord,
+    NewNode,
+    RunRecord,
+    RunStatus,
+)
 
 RUNS = table_of(Run)
 ISLANDS = table_of(Island)
@@ -179,3 +187,33 @@ KEY_MATCHES = (
     EVALS.c.seed == bindparam("k_seed"),
     EVALS.c.split == bindparam("k_split"),
 )
+
+
+def new_node_params(
+    run_id: int, agent_id: int, step: int, slot: int, item: NewNode, now: float
+) -> dict[str, Any]:
+    proposal = item.proposal
+    parent_id = proposal.action.parent_id
+    failed = item.status is NodeStatus.FAILED
+    return {
+        "run_id": run_id,
+        "agent_id": agent_id,
+        "parent_id": None if parent_id == ROOT_ID else parent_id,
+        "step": step,
+        "slot": slot,
+        "operator": proposal.action.operator.value,
+        "proposal": proposal.text,
+        "proposal_key": item.proposal_key,
+        "plan": proposal.plan,
+        "status": item.status.value,
+        "error": (item.error or proposal.error) if failed else item.error,
+        "created_at": now,
+        "finished_at": now if failed else None,
+        "tokens_in": proposal.tokens_in,
+        "tokens_out": proposal.tokens_out,
+        "cost_usd": proposal.cost_usd,
+        "gpu_s": 0.0,
+        "evaluator_version": item.evaluator_version,
+        "config_hash": item.config_hash,
+        "seed": item.seed,
+    }

@@ -4,7 +4,7 @@ Contract:
 
 * **Synchronous.** Methods block on the database. The daemon calls them from one dedicated writer
   thread (a single-thread executor), so writes are serialised and never run on the event loop.
-* **One unit of work per call.** Each method is one ``with sessions.begin()`` block: it commits
+* **One unit of work per call.** Each method is one transaction (`Archive._unit`): it commits
   on return and rolls back whole on any error. In particular `finish_node` stores a node's
   evaluation, its new state and the policy statistics it changes together or not at all.
 * **Records out, never rows.** Methods return frozen records (`populations.records`,
@@ -30,13 +30,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from populations.records import (
-    ROOT_ID,
     EvalKey,
     EvalOutcome,
     NodeRecord,
@@ -46,7 +44,7 @@ from populations.records import (
 )
 from store import _queries, _rows
 from store._rows import AGENTS, ISLANDS, NODE_COLUMNS, NODES, RUNS, UNFINISHED
-from store.engine import make_engine, make_sessions, sqlite_path, to_url
+from store.engine import make_engine, sqlite_path, to_url
 from store.errors import (
     ArchiveNotFoundError,
     DuplicateNodeError,
@@ -70,62 +68,6 @@ __all__ = ["Archive"]
 
 Clock = Callable[[], float]
 
-_FINISH = (
-    update(NODES)
-    # `or_` of equalities, not `in_`: a literal IN list is re-rendered on every execution.
-    .where(
-        NODES.c.id == bindparam("b_id"),
-        or_(*(NODES.c.status == status for status in UNFINISHED)),
-    )
-    .values(
-        status=bindparam("b_status"),
-        val_fitness=bindparam("b_val"),
-        error=bindparam("b_error"),
-        finished_at=bindparam("b_now"),
-        heartbeat_at=bindparam("b_now"),
-        gpu_s=NODES.c.gpu_s + bindparam("b_gpu"),
-        val_eval_id=bindparam("b_eval"),
-        evaluator_version=func.coalesce(bindparam("b_version"), NODES.c.evaluator_version),
-    )
-    .returning(*NODE_COLUMNS)
-)
-_TEST = (
-    update(NODES)
-    .where(NODES.c.id == bindparam("b_id"))
-    .values(
-        test_fitness=bindparam("b_test"),
-        test_eval_id=bindparam("b_eval"),
-        gpu_s=NODES.c.gpu_s + bindparam("b_gpu"),
-    )
-    .returning(*NODE_COLUMNS)
-)
-_INSERT_NODES = insert(NODES).returning(*NODE_COLUMNS, sort_by_parameter_order=True)
-_MARK_RUNNING = (
-    update(NODES)
-    .where(
-        NODES.c.id.in_(bindparam("b_ids", expanding=True)),
-        NODES.c.status == NodeStatus.PENDING.value,
-    )
-    .values(status=NodeStatus.RUNNING.value, started_at=bindparam("b_now"),
-            heartbeat_at=bindparam("b_now"))
-    .returning(NODES.c.id)
-)  # fmt: skip
-_HEARTBEAT = (
-    update(NODES)
-    .where(
-        NODES.c.id.in_(bindparam("b_ids", expanding=True)),
-        NODES.c.status == NodeStatus.RUNNING.value,
-    )
-    .values(heartbeat_at=bindparam("b_now"))
-)
-_ADD_SPENT = (
-    update(RUNS)
-    .where(RUNS.c.id == bindparam("b_id"))
-    .values(spent_s=RUNS.c.spent_s + bindparam("b_seconds"), heartbeat_at=bindparam("b_now"))
-    .returning(*RUNS.c)
-)
-_NODE = select(*NODE_COLUMNS).where(NODES.c.id == bindparam("b_id"))
-
 
 class Archive:
     """The archive of one database (any number of runs). Build it with `create` or `open`."""
@@ -135,7 +77,6 @@ class Archive:
     ) -> None:
         """Wrap an engine from `make_engine` whose schema is at head; the archive owns it."""
         self._engine = engine
-        self._sessions: sessionmaker[Session] = make_sessions(engine)
         self._read_only = read_only
         self._clock = clock
         self._where = describe(engine.url)
@@ -147,21 +88,27 @@ class Archive:
     def create(cls, url: str | Path | URL, *, clock: Clock = time.time) -> Archive:
         """Open the archive at `url` for writing, creating the database (at head) if needed.
 
-        An existing archive at head is opened as is (a new run can be added to it).
+        An existing archive at head is opened as is (a new run can be added to it). An existing
+        SQLite file is first probed read-only, so a refused one is left byte for byte as it was.
+        The parent folder of a new SQLite file is created.
 
         Raises:
             SchemaVersionError: An existing archive at another revision.
             StoreError: The database holds tables that are not an aira archive.
         """
-        engine = make_engine(url)
+        parsed = to_url(url)
+        path = sqlite_path(parsed)
+        if path is not None and path.is_file():
+            _probe(parsed, allow_empty=True)
+        elif path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(parsed)
         try:
             stored = current_revision(engine)
-            if stored is None and not has_tables(engine):
-                create_schema(engine)
-            elif stored is None:
-                raise StoreError(f"{describe(engine.url)}: not an aira archive")
+            if stored is None:
+                create_schema(engine)  # refuses a database that holds foreign tables
             else:
-                check_revision(stored, where=describe(engine.url))
+                check_revision(stored, where=describe(parsed))
         except BaseException:
             engine.dispose()
             raise
@@ -181,23 +128,21 @@ class Archive:
             SchemaVersionError: The stored revision is not head (older: run ``aira db upgrade``).
         """
         parsed = to_url(url)
-        where = describe(parsed)
         path = sqlite_path(parsed)
         if path is not None and not path.is_file():
-            raise ArchiveNotFoundError(f"{where}: no such archive (use `aira run` to create one)")
-        probe = make_engine(parsed, read_only=path is not None)
+            raise ArchiveNotFoundError(
+                f"{describe(parsed)}: no such archive (use `aira run` to create one)"
+            )
+        if path is not None:
+            _probe(parsed, allow_empty=False)
+            return cls(make_engine(parsed, read_only=read_only), read_only=read_only, clock=clock)
+        engine = make_engine(parsed)  # in memory or a server: the probe is the engine itself
         try:
-            stored = current_revision(probe)
-            if stored is None:
-                raise ArchiveNotFoundError(f"{where}: the database holds no aira archive")
-            check_revision(stored, where=where)
+            _check_open(engine, allow_empty=False)
         except BaseException:
-            probe.dispose()
+            engine.dispose()
             raise
-        if read_only or path is None:
-            return cls(probe, read_only=read_only, clock=clock)
-        probe.dispose()
-        return cls(make_engine(parsed), clock=clock)
+        return cls(engine, read_only=read_only, clock=clock)
 
     @property
     def read_only(self) -> bool:
@@ -228,16 +173,17 @@ class Archive:
     def _unit(self, what: str, *, write: bool) -> Iterator[Connection]:
         """One transaction; the single place where SQLAlchemy errors become `StoreError`.
 
-        The session commits on exit and rolls back on any exception. The body gets the
-        session's connection: every statement here is a Core statement, and executing them on
-        the connection skips the ORM execution layer (cheaper per statement; the archive never
-        loads ORM objects, so it loses nothing).
+        It commits on exit and rolls back on any exception, and nothing of it outlives the
+        method. It is a Core ``engine.begin()`` block rather than the ``sessions.begin()`` of
+        STYLE.md: every statement of the archive is a Core statement and no ORM object is ever
+        loaded, so a `Session` would only add its bookkeeping, measured at ~70 µs per unit of
+        work, a third of the writer's cost per node (tests/store/bench_writer.py).
         """
         if write and self._read_only:
             raise ReadOnlyError(f"{self._where}: {what} on an archive opened read-only")
         try:
-            with self._sessions.begin() as session:
-                yield session.connection()
+            with self._engine.begin() as conn:
+                yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"{self._where}: {what} failed: {exc}") from exc
 
@@ -294,7 +240,7 @@ class Archive:
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds}")
         params = {"b_id": run_id, "b_seconds": seconds, "b_now": self._clock()}
-        return self._update_run("add_spent", run_id, _ADD_SPENT, params)
+        return self._update_run("add_spent", run_id, _queries.ADD_SPENT, params)
 
     def set_run_status(self, run_id: int, status: RunStatus, pid: int | None = None) -> RunRecord:
         """Set the run's status and the pid of the daemon that owns it (None: no daemon)."""
@@ -305,6 +251,19 @@ class Archive:
             .returning(*RUNS.c)
         )
         return self._update_run("set_run_status", run_id, stmt, {})
+
+    def set_run_limits(self, run_id: int, *, budget_s: float, max_nodes: int | None) -> RunRecord:
+        """Change the run's wall-clock budget and node cap (`aira resume --budget/--max-nodes`);
+        what was spent stays as it is."""
+        if budget_s <= 0:
+            raise ValueError(f"budget_s must be positive, got {budget_s}")
+        stmt = (
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
+            .values(budget_s=budget_s, max_nodes=max_nodes)
+            .returning(*RUNS.c)
+        )
+        return self._update_run("set_run_limits", run_id, stmt, {})
 
     def _update_run(
         self, what: str, run_id: int, stmt: Any, params: Mapping[str, Any]
@@ -391,13 +350,16 @@ class Archive:
         if not items:
             return []
         now = self._clock()
-        params = [_new_node_params(run_id, agent_id, step, slot, item, now)
+        params = [_rows.new_node_params(run_id, agent_id, step, slot, item, now)
                   for slot, item in enumerate(items)]  # fmt: skip
         with self._unit("add_nodes", write=True) as conn:
             try:
-                rows = conn.execute(_INSERT_NODES, params).all()
+                if len(params) == 1:  # the common case: no multi-row RETURNING machinery
+                    rows = conn.execute(_queries.INSERT_NODE, params[0]).all()
+                else:
+                    rows = conn.execute(_queries.INSERT_NODES, params).all()
             except IntegrityError as exc:
-                if _is_unique_violation(exc):
+                if _queries.is_unique_violation(exc):
                     raise DuplicateNodeError(
                         f"{self._where}: agent {agent_id} step {step} is already stored"
                     ) from exc
@@ -414,9 +376,9 @@ class Archive:
         ids = sorted(set(node_ids))
         if not ids:
             return
-        params = {"b_ids": ids, "b_now": self._clock()}
+        stmt = _queries.MARK_RUNNING[len(ids) > 1]
         with self._unit("mark_running", write=True) as conn:
-            changed = conn.execute(_MARK_RUNNING, params).scalars().all()
+            changed = conn.execute(stmt, _queries.ids_params(ids, self._clock())).all()
             if len(changed) < len(ids):
                 _queries.check_states(conn, ids, allowed=UNFINISHED, where=self._where)
 
@@ -425,9 +387,9 @@ class Archive:
         ids = sorted(set(node_ids))
         if not ids:
             return
-        params = {"b_ids": ids, "b_now": self._clock()}
+        stmt = _queries.HEARTBEAT[len(ids) > 1]
         with self._unit("heartbeat_nodes", write=True) as conn:
-            conn.execute(_HEARTBEAT, params)
+            conn.execute(stmt, _queries.ids_params(ids, self._clock()))
 
     def finish_node(
         self,
@@ -472,7 +434,7 @@ class Archive:
                 "b_eval": eval_id,
                 "b_version": (outcome.evaluator_version or None) if outcome is not None else None,
             }
-            row = conn.execute(_FINISH, params).first()
+            row = conn.execute(_queries.FINISH, params).first()
             if row is None:
                 _queries.check_states(conn, [node_id], allowed=UNFINISHED, where=self._where)
                 raise AssertionError("unreachable: the node is neither unfinished nor finished")
@@ -505,7 +467,7 @@ class Archive:
                 "b_eval": eval_id,
                 "b_gpu": outcome.duration_s if ran_here else 0.0,
             }
-            row = conn.execute(_TEST, params).first()
+            row = conn.execute(_queries.TEST, params).first()
             if row is None:
                 raise UnknownNodeError(f"{self._where}: no node {node_id}")
             return _rows.node_record(row)
@@ -547,7 +509,7 @@ class Archive:
     def node(self, node_id: int) -> NodeRecord:
         """One node. Raises `UnknownNodeError`."""
         with self._unit("node", write=False) as conn:
-            row = conn.execute(_NODE, {"b_id": node_id}).first()
+            row = conn.execute(_queries.NODE, {"b_id": node_id}).first()
         if row is None:
             raise UnknownNodeError(f"{self._where}: no node {node_id}")
         return _rows.node_record(row)
@@ -609,36 +571,24 @@ class Archive:
             return _queries.events(conn, run_id, kind=kind, limit=limit)
 
 
-def _new_node_params(
-    run_id: int, agent_id: int, step: int, slot: int, item: NewNode, now: float
-) -> dict[str, Any]:
-    proposal = item.proposal
-    parent_id = proposal.action.parent_id
-    failed = item.status is NodeStatus.FAILED
-    return {
-        "run_id": run_id,
-        "agent_id": agent_id,
-        "parent_id": None if parent_id == ROOT_ID else parent_id,
-        "step": step,
-        "slot": slot,
-        "operator": proposal.action.operator.value,
-        "proposal": proposal.text,
-        "proposal_key": item.proposal_key,
-        "plan": proposal.plan,
-        "status": item.status.value,
-        "error": (item.error or proposal.error) if failed else item.error,
-        "created_at": now,
-        "finished_at": now if failed else None,
-        "tokens_in": proposal.tokens_in,
-        "tokens_out": proposal.tokens_out,
-        "cost_usd": proposal.cost_usd,
-        "gpu_s": 0.0,
-        "evaluator_version": item.evaluator_version,
-        "config_hash": item.config_hash,
-        "seed": item.seed,
-    }
+def _probe(url: URL, *, allow_empty: bool) -> None:
+    """Check an existing SQLite file through a read-only connection that writes nothing."""
+    probe = make_engine(url, read_only=True)
+    try:
+        _check_open(probe, allow_empty=allow_empty)
+    finally:
+        probe.dispose()
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    orig = exc.orig
-    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
+def _check_open(engine: Engine, *, allow_empty: bool) -> None:
+    """Raise unless the database is an archive at head (or, if allowed, holds no table)."""
+    where = describe(engine.url)
+    stored = current_revision(engine)
+    if stored is not None:
+        check_revision(stored, where=where)
+    elif has_tables(engine):
+        raise (StoreError if allow_empty else ArchiveNotFoundError)(
+            f"{where}: the database holds tables but is not an aira archive"
+        )
+    elif not allow_empty:
+        raise ArchiveNotFoundError(f"{where}: the database holds no aira archive")

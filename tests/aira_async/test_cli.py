@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -97,8 +98,9 @@ def test_run_query_status(tmp_path: Path, population: Path) -> None:
     nodes = aira("query", "nodes", "--db", str(db), "--format", "csv", "-n", "100").stdout
     assert len(nodes.strip().splitlines()) == 31  # header + 30 nodes
     lineage = json.loads(
-        aira("query", "lineage", "--db", str(db), "--node", str(top[0]["node"]), "-f", "json")
-        .stdout
+        aira(
+            "query", "lineage", "--db", str(db), "--node", str(top[0]["node"]), "-f", "json"
+        ).stdout
     )
     assert lineage[-1]["node"] == top[0]["node"]
     assert lineage[0]["parent"] is None
@@ -114,8 +116,17 @@ def test_readers_while_the_daemon_writes(tmp_path: Path) -> None:
     )
     db = tmp_path / "run.db"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "aira_async", "run", "--population", str(population),
-         "--db", str(db), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "aira_async",
+            "run",
+            "--population",
+            str(population),
+            "--db",
+            str(db),
+            "--quiet",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,7 +152,7 @@ def test_readers_while_the_daemon_writes(tmp_path: Path) -> None:
     assert "locked" not in stderr
     assert seen_running >= 2
     archive = Archive.open(str(db), read_only=True)
-    assert len(archive.nodes(archive.get_run().id)) == 150
+    assert len(archive.nodes(archive.get_run().run_id)) == 150
     archive.close()
 
 
@@ -151,3 +162,66 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for verb in ("run", "resume", "status", "query", "evaluate", "db"):
         assert verb in result.stdout
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    population = write_population(
+        tmp_path / "p.toml", backend="process", workers=2, latency_s=0.1, max_nodes=60
+    )
+    db = tmp_path / "run.db"
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aira_async",
+            "run",
+            "--population",
+            str(population),
+            "--db",
+            str(db),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists() and "complete 0" not in aira("status", "--db", str(db)).stdout:
+            break
+    daemon.send_signal(signal.SIGINT)
+    stdout, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert "signal SIGINT" in stdout
+    archive = Archive.open(str(db), read_only=True)
+    run = archive.get_run()
+    nodes = archive.nodes(run.run_id)
+    assert run.status == "stopped"
+    assert 0 < len(nodes) < 60
+    assert not [n for n in nodes if n.status.value == "running"]
+    archive.close()
+    status = aira("status", "--db", str(db))
+    assert status.returncode == 0 and "stopped" in status.stdout
+    resumed = aira("resume", "--db", str(db), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    archive = Archive.open(str(db), read_only=True)
+    after = archive.nodes(archive.get_run().run_id)
+    assert len(after) == 60 and all(n.status.finished for n in after)
+    archive.close()
+
+
+def test_evaluate_smoke_end_to_end() -> None:
+    result = aira("evaluate", "mA M Mb M", "--task", "mad", "--fidelity", "smoke", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "ok"
+    assert set(payload["per_task"]) == {
+        "in_context_recall", "noisy_in_context_recall", "fuzzy_in_context_recall",
+        "selective_copying", "compression", "memorization",
+    }  # fmt: skip
+    assert 0.0 <= payload["score"] <= 1.0
+    assert payload["n_params"] > 0
+    table = aira("evaluate", "mA M", "--task", "memorization", "--fidelity", "smoke")
+    assert table.returncode == 0, table.stderr
+    assert "memorization" in table.stdout and "mean" in table.stdout

@@ -41,14 +41,14 @@ def test_bad_durations(text: str) -> None:
 def test_unknown_key_is_named(tmp_path: Path) -> None:
     path = write_population(tmp_path / "p.toml")
     path.write_text(path.read_text().replace("[task]\n", "[task]\ncolour = 'blue'\n"))
-    with pytest.raises(ConfigError, match="task.colour|'colour'"):
+    with pytest.raises(ConfigError, match=r"task\.colour|'colour'"):
         load_population(path)
 
 
 def test_wrong_type_is_named(tmp_path: Path) -> None:
     path = write_population(tmp_path / "p.toml")
     path.write_text(path.read_text().replace("length = 12", 'length = "twelve"'))
-    with pytest.raises(ConfigError, match="task.length"):
+    with pytest.raises(ConfigError, match=r"task\.length"):
         load_population(path)
 
 

@@ -58,9 +58,7 @@ def test_sigkill_five_times_then_resume(tmp_path: Path) -> None:
         test_eval=True,
     )
     reference = tmp_path / "reference.db"
-    asyncio.run(
-        Daemon(load_population(population), str(reference), install_signals=False).run()
-    )
+    asyncio.run(Daemon(load_population(population), str(reference), install_signals=False).run())
 
     db = tmp_path / "crashed.db"
     rng = random.Random(20261127)
@@ -76,6 +74,8 @@ def test_sigkill_five_times_then_resume(tmp_path: Path) -> None:
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
         kills += 1
         now = spent(db)
         assert now >= spent_seen[-1], "the budget spent never goes back"
@@ -91,12 +91,12 @@ def test_sigkill_five_times_then_resume(tmp_path: Path) -> None:
 
     archive = Archive.open(str(db), read_only=True)
     run = archive.get_run()
-    nodes = archive.nodes(run.id)
+    nodes = archive.nodes(run.run_id)
     assert all(n.status.finished for n in nodes)
-    for agent in archive.agents(run.id):
+    for agent in archive.agents(run.run_id):
         if agent.policy == "mcts":
-            stored = archive.stats(agent.id)
-            assert stored == recomputed_mcts_stats(archive, agent.id)
+            stored = archive.stats(agent.agent_id)
+            assert stored == recomputed_mcts_stats(archive, agent.agent_id)
             assert stored[ROOT_ID].visits > 0
     archive.close()
 

@@ -24,13 +24,31 @@ def run(config_path: Path, db: Path, **kwargs: object) -> object:
 
 
 def trees(db: Path) -> dict[str, tuple[object, ...]]:
+    """Each agent's tree with node ids replaced by the agent's own creation order.
+
+    Ids are global to the archive and interleave across agents as timing dictates; the trees
+    themselves must not depend on timing.
+    """
     archive = Archive.open(str(db), read_only=True)
     try:
         run_ = archive.get_run()
         out = {}
-        for agent in archive.agents(run_.id):
-            nodes = archive.nodes(run_.id, agent_id=agent.id)
-            out[agent.name] = SearchTree(nodes).signature()
+        for agent in archive.agents(run_.run_id):
+            nodes = archive.nodes(run_.run_id, agent_id=agent.agent_id)
+            order = {n.node_id: i for i, n in enumerate(nodes)}
+            out[agent.name] = tuple(
+                (
+                    order[n.node_id],
+                    None if n.parent_id is None else order[n.parent_id],
+                    n.step,
+                    n.operator.value,
+                    n.proposal,
+                    n.status.value,
+                    n.val_fitness,
+                    n.error,
+                )
+                for n in nodes
+            )
         return out
     finally:
         archive.close()
@@ -39,7 +57,7 @@ def trees(db: Path) -> dict[str, tuple[object, ...]]:
 def recomputed_mcts_stats(archive: Archive, agent_id: int) -> dict[int, NodeStats]:
     """Replay every finished node of the agent through the policy, in id order."""
     run_ = archive.get_run()
-    nodes = [n for n in archive.nodes(run_.id, agent_id=agent_id) if n.status.finished]
+    nodes = [n for n in archive.nodes(run_.run_id, agent_id=agent_id) if n.status.finished]
     policy = make_policy("mcts")
     tree = SearchTree(nodes)
     stats: dict[int, NodeStats] = {}
@@ -55,7 +73,7 @@ def test_run_to_node_cap(tmp_path: Path) -> None:
     assert summary.stop_reason == "max_nodes"  # type: ignore[attr-defined]
     archive = Archive.open(str(db), read_only=True)
     run_ = archive.get_run()
-    nodes = archive.nodes(run_.id)
+    nodes = archive.nodes(run_.run_id)
     assert len(nodes) == 40
     assert all(n.status.finished for n in nodes)
     assert {n.status for n in nodes} <= {NodeStatus.COMPLETE, NodeStatus.FAILED}
@@ -63,12 +81,12 @@ def test_run_to_node_cap(tmp_path: Path) -> None:
     assert good, "the synthetic task fails only ~5% of arrangements"
     assert all(n.test_fitness is not None for n in good)
     # every agent took part, and each good node's fitness is the evaluator's
-    assert {n.agent_id for n in nodes} == {a.id for a in archive.agents(run_.id)}
-    mcts = next(a for a in archive.agents(run_.id) if a.policy == "mcts")
-    stored = archive.stats(mcts.id)
-    assert stored == recomputed_mcts_stats(archive, mcts.id)
+    assert {n.agent_id for n in nodes} == {a.agent_id for a in archive.agents(run_.run_id)}
+    mcts = next(a for a in archive.agents(run_.run_id) if a.policy == "mcts")
+    stored = archive.stats(mcts.agent_id)
+    assert stored == recomputed_mcts_stats(archive, mcts.agent_id)
     assert stored[ROOT_ID].visits == sum(
-        1 for n in archive.nodes(run_.id, agent_id=mcts.id) if n.is_good
+        1 for n in archive.nodes(run_.run_id, agent_id=mcts.agent_id) if n.is_good
     )
     archive.close()
 
@@ -92,7 +110,7 @@ def test_process_workers_and_reuse(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     summary = run(path, db)
     archive = Archive.open(str(db), read_only=True)
-    nodes = archive.nodes(archive.get_run().id)
+    nodes = archive.nodes(archive.get_run().run_id)
     assert len(nodes) == 24 and all(n.status.finished for n in nodes)
     keys = [n.proposal_key for n in nodes if n.is_good]
     # a proposal evaluated twice costs GPU time once
@@ -134,7 +152,7 @@ def test_stop_mid_run_leaves_nothing_running(tmp_path: Path) -> None:
         task = asyncio.ensure_future(daemon.run())
         while daemon.state is None or daemon.state.n_finished < 5:
             await asyncio.sleep(0.05)
-        daemon.state.request_stop("test")
+        daemon.halt("test")
         await task
         return daemon
 
@@ -142,7 +160,7 @@ def test_stop_mid_run_leaves_nothing_running(tmp_path: Path) -> None:
     assert daemon.state is not None and daemon.state.stop_reason == "test"
     archive = Archive.open(str(db), read_only=True)
     run_ = archive.get_run()
-    nodes = archive.nodes(run_.id)
+    nodes = archive.nodes(run_.run_id)
     assert not [n for n in nodes if n.status is NodeStatus.RUNNING]
     assert run_.status == "finished"
     n_unfinished = sum(not n.status.finished for n in nodes)
@@ -151,7 +169,7 @@ def test_stop_mid_run_leaves_nothing_running(tmp_path: Path) -> None:
     resumed = Daemon(None, str(db), resume=True, max_nodes=len(nodes), install_signals=False)
     asyncio.run(resumed.run())
     archive = Archive.open(str(db), read_only=True)
-    after = archive.nodes(archive.get_run().id)
+    after = archive.nodes(archive.get_run().run_id)
     assert all(n.status.finished for n in after)
     assert len(after) == len(nodes)
     assert n_unfinished >= 0

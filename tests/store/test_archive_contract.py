@@ -77,6 +77,14 @@ class TestArchiveContract:
         assert (stopped.status, stopped.pid) == (RunStatus.STOPPED, 4242)
         assert archive.get_run(run.run_id).status is RunStatus.STOPPED
 
+    def test_run_limits_change_but_spent_stays(self, archive: Archive, run: RunRecord) -> None:
+        archive.add_spent(run.run_id, 10.0)
+        changed = archive.set_run_limits(run.run_id, budget_s=7200.0, max_nodes=None)
+        assert (changed.budget_s, changed.max_nodes, changed.spent_s) == (7200.0, None, 10.0)
+        assert archive.get_run(run.run_id) == changed
+        with pytest.raises(ValueError, match="budget_s"):
+            archive.set_run_limits(run.run_id, budget_s=0.0, max_nodes=None)
+
     # ---- islands and agents -----------------------------------------------------------------
 
     def test_agents_and_islands_are_get_or_create(self, archive: Archive, run: RunRecord) -> None:

@@ -25,9 +25,11 @@ from tests.store.builders import new_node, ok
 
 
 def _stamp(path: Path, revision: str) -> None:
-    """Overwrite the stored revision, as another aira version would have left it."""
+    """Overwrite the stored revision, as another aira version would have left it, in rollback
+    journal mode: opening it for writing would switch it to WAL, which changes the file."""
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    db.execute("PRAGMA journal_mode=DELETE")
     db.close()
 
 
@@ -49,6 +51,14 @@ def test_create_reopens_an_existing_archive(db_path: Path) -> None:
     with Archive.create(db_path) as archive:
         second = archive.create_run("again", {}, "h", 1, 5.0, None)
         assert [archive.get_run(i).name for i in (1, second.run_id)] == ["r", "again"]
+
+
+def test_create_makes_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "new.db"
+    with Archive.create(path) as archive:
+        assert archive.create_run("r", {}, "h", 0, 1.0, None).run_id == 1
+    with Archive.open(path, read_only=True) as reader:
+        assert reader.get_run().name == "r"
 
 
 def test_create_refuses_a_foreign_database(tmp_path: Path) -> None:
@@ -102,6 +112,7 @@ WRITES: dict[str, Callable[[Archive], Any]] = {
     "create_run": lambda a: a.create_run("x", {}, "h", 0, 1.0, None),
     "add_spent": lambda a: a.add_spent(1, 1.0),
     "set_run_status": lambda a: a.set_run_status(1, RunStatus.FINISHED),
+    "set_run_limits": lambda a: a.set_run_limits(1, budget_s=5.0, max_nodes=None),
     "add_island": lambda a: a.add_island(1, "i"),
     "add_agent": lambda a: a.add_agent(1, "a9", None, "random", "greedy", {}),
     "add_nodes": lambda a: a.add_nodes(1, 1, 0, [new_node()]),
