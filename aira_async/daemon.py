@@ -31,18 +31,16 @@ from aira_async.archive_io import ArchiveWriter
 from aira_async.config import AgentConfig, DaemonConfig
 from aira_async.errors import ConfigError, RunStateError
 from aira_async.gpu_queue import EvaluationQueue
+from aira_async.liveness import daemon_alive
 from aira_async.run_state import RunState
 from aira_async.tasks import describe, task_spec
 from aira_async.worker_pool import make_slots
 from populations.policies import make_policy
 from populations.policies.base import BasePolicy
 from populations.records import EvalOutcome, EvalStatus, NodeRecord, Split
-from store import Archive
+from store import Archive, RunRecord, RunStatus
 
 log = logging.getLogger(__name__)
-
-ALIVE_AFTER_S = 15.0
-"""A run whose heartbeat is younger than this, from a live process, is still running."""
 
 
 class _GraceExpired(Exception):
@@ -205,7 +203,7 @@ class Daemon:
                 budget_s=config.run.budget_s,
                 max_nodes=config.run.max_nodes,
             )
-        await writer.call(archive.set_run_status, run.run_id, "running", pid=os.getpid())
+        await writer.call(archive.set_run_status, run.run_id, RunStatus.RUNNING, pid=os.getpid())
         self._config = config
         self._spent_s, self._budget_s = run.spent_s, config.run.budget_s
         built = self._check(config)
@@ -276,23 +274,16 @@ class Daemon:
             )
         return state
 
-    def _check_not_running(self, run: object) -> None:
-        pid = getattr(run, "pid", None)
-        heartbeat = getattr(run, "heartbeat_at", None)
-        if getattr(run, "status", None) != "running" or pid is None or heartbeat is None:
-            return
-        if time.time() - heartbeat > ALIVE_AFTER_S or pid == os.getpid():
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, 0)
+    def _check_not_running(self, run: RunRecord) -> None:
+        """Refuse to resume a run whose daemon is still alive: there is one writer."""
+        if daemon_alive(run) and run.pid != os.getpid():
             raise RunStateError(
-                f"run {getattr(run, 'id', '?')} is still running (pid {pid}, heartbeat"
-                f" {time.time() - heartbeat:.0f}s ago); stop it before resuming"
+                f"run {run.run_id} is still running (pid {run.pid}); stop it before resuming"
             )
 
     async def _serve(self, state: RunState) -> None:
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if self._install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -420,7 +411,7 @@ class Daemon:
     async def _finish(self, state: RunState) -> RunSummary:
         archive = state.writer.archive
         reason = state.stop_reason or "agents finished"
-        status = "stopped" if reason.startswith("signal") else "finished"
+        status = RunStatus.STOPPED if reason.startswith("signal") else RunStatus.FINISHED
         await state.writer.call(archive.set_run_status, state.run_id, status)
         await state.writer.call(archive.add_event, state.run_id, "stop", {"reason": reason})
         top = await state.writer.call(archive.top, state.run_id, 10, maximize=state.maximize)

@@ -78,6 +78,7 @@ def _run_synthetic(request: EvalRequest) -> EvalOutcome:
 
 def _run_mad(request: EvalRequest, device: str) -> EvalOutcome:
     import torch
+
     from primitives.evaluator import EvalJob, evaluate  # torch is imported here, once per worker
 
     if torch.get_num_threads() != _WORKER_THREADS[0]:
@@ -105,7 +106,7 @@ def _run_mad(request: EvalRequest, device: str) -> EvalOutcome:
         error=result.error,
         device=result.device,
         duration_s=result.wall_s,
-        peak_mem_mb=result.peak_mem_mb,
+        peak_mem_mb=result.peak_mem_mb or 0.0,
         evaluator_version=result.evaluator_version,
     )
 

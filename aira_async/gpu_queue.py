@@ -10,6 +10,7 @@ unfinished in the archive and `aira resume` queues them again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Sequence
@@ -67,11 +68,14 @@ class EvaluationQueue:
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._inflight[request.key] = future
-            future.add_done_callback(lambda _f, k=request.key: self._inflight.pop(k, None))
+            future.add_done_callback(functools.partial(self._forget, request.key))
             priority = PRIORITY[request.key.split]
             self._queue.put_nowait(_Item(priority, next(self._seq), request, future))
         # Several nodes may wait on one evaluation; none of them may cancel it for the others.
         return await asyncio.shield(future)
+
+    def _forget(self, key: EvalKey, _future: asyncio.Future[EvalOutcome | None]) -> None:
+        self._inflight.pop(key, None)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run every slot until `stop` is set; then abandon what is still queued."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aira_async.liveness import daemon_alive
 from aira_async.tasks import TASKS
 from populations.records import NodeRecord
 from store import Archive
@@ -24,8 +24,6 @@ from store import Archive
 if TYPE_CHECKING:
     from aira_async.daemon import RunSummary, Snapshot
     from primitives.evaluator import EvalResult
-
-ALIVE_AFTER_S = 15.0
 
 
 def _fmt_s(seconds: float) -> str:
@@ -143,10 +141,9 @@ def status_report(archive: Archive) -> dict[str, Any]:
     agents = archive.agents(run.run_id)
     age = None if run.heartbeat_at is None else time.time() - run.heartbeat_at
     if run.status == "running":
-        alive = age is not None and age < ALIVE_AFTER_S and _pid_alive(run.pid)
-        state = "running" if alive else "dead"
+        state = "running" if daemon_alive(run) else "dead"
     else:
-        state = run.status
+        state = run.status.value
     per_agent = {a.name: 0 for a in agents}
     names = {a.agent_id: a.name for a in agents}
     for n in archive.nodes(run.run_id):
@@ -165,18 +162,6 @@ def status_report(archive: Archive) -> dict[str, Any]:
         "best": node_rows(top, names)[0] if top else None,
         "agents": per_agent,
     }
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def status_text(report: dict[str, Any]) -> str:

@@ -14,7 +14,9 @@
 #                          background process each, sharing the GPU, MIN minutes each
 #   tasks MIN LABEL TASK...  single MAD tasks of one arrangement, one background process each
 #                          (same seeds as inside a full "mad" job; finishes a timed-out run)
-#   merge_tasks            after `wait`: merge the per-task parts into tasks_<label>/tasks.json
+#   merge_tasks            after `wait`: merge the per-task parts into tasks/tasks.json and
+#                          fold every MAD log into mad_logs.txt
+# GPU=N before a call (GPU=1 mad 8 1) pins that call's processes to card N.
 # DEVICE (default cuda) and FID (default paper) allow a CPU smoke check of the plumbing.
 #
 # Logs and JSON go under $OUT (at most 8 files come back: keep the number of runs small).
@@ -30,8 +32,13 @@ export PYTHONPATH=$PWD:/tmp/site
 
 LABELS=("(mA M)x8" "(Mb M)x8" "(mA M Mb M)x4")
 
+_env() {  # GPU=N before a function call pins its processes to that card
+  if [ -n "${GPU:-}" ]; then echo "env CUDA_VISIBLE_DEVICES=$GPU"; fi
+}
+
 parity() {
   {
+    if [ -n "${GPU:-}" ]; then export CUDA_VISIBLE_DEVICES=$GPU; fi
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     python3 -c "import torch, triton, mamba_ssm; print('torch', torch.__version__, 'triton', \
 triton.__version__, 'mamba_ssm', mamba_ssm.__version__, 'card', torch.cuda.get_device_name())" \
@@ -90,7 +97,7 @@ mad() {
   for i in "${idx[@]}"; do
     mkdir -p "$OUT/mad$i"
     # hard cap: the budget plus 40 s for start, data and the last epoch
-    timeout $(python3 -c "print(int($minutes*60+40))") python3 bench/mad_paper.py --device "$DEVICE" \
+    $(_env) timeout $(python3 -c "print(int($minutes*60+40))") python3 bench/mad_paper.py --device "$DEVICE" \
       --fidelity "$FID" --out "$OUT/mad$i" --max-minutes "$minutes" --only "${LABELS[$i]}" \
       >"$OUT/mad$i/log.txt" 2>&1 &
   done
@@ -99,10 +106,10 @@ mad() {
 tasks() {  # MIN LABEL TASK...: each task in its own process; results merged into one JSON
   local minutes=$1 label=$2; shift 2
   local slug; slug=$(echo "$label" | tr -c 'A-Za-z0-9\n' '_')
-  mkdir -p "$OUT/tasks_$slug"
+  mkdir -p "$OUT/tasks"
   for t in "$@"; do
-    timeout $(python3 -c "print(int($minutes*60+40))") python3 - "$label" "$t" "$minutes" \
-      "$OUT/tasks_$slug/$t.part" "$DEVICE" "$FID" >>"$OUT/tasks_$slug/log.txt" 2>&1 <<'EOF' &
+    $(_env) timeout $(python3 -c "print(int($minutes*60+40))") python3 - "$label" "$t" "$minutes" \
+      "$OUT/tasks/$slug-$t.part" "$DEVICE" "$FID" >>"$OUT/tasks/log.txt" 2>&1 <<'EOF' &
 import json, sys, time, torch
 from bench.mad_paper import ARRANGEMENTS
 from primitives.evaluator import FIDELITIES, EvalJob, evaluate
@@ -122,10 +129,9 @@ EOF
   done
 }
 
-merge_tasks() {
-  for d in "$OUT"/tasks_*; do
-    [ -d "$d" ] || continue
-    python3 - "$d" <<'EOF'
+merge_tasks() {  # after `wait`: one tasks.json, and all MAD logs in one file (8 files come back)
+  if [ -d "$OUT/tasks" ]; then
+    python3 - "$OUT/tasks" <<'EOF'
 import json, pathlib, sys
 d = pathlib.Path(sys.argv[1])
 parts = [json.loads(p.read_text()) for p in sorted(d.glob("*.part"))]
@@ -133,6 +139,10 @@ parts = [json.loads(p.read_text()) for p in sorted(d.glob("*.part"))]
 for p in d.glob("*.part"):
     p.unlink()
 EOF
+  fi
+  for f in "$OUT"/mad*/log.txt "$OUT"/tasks/log.txt; do
+    [ -f "$f" ] || continue
+    { echo "===== $f"; cat "$f"; } >>"$OUT/mad_logs.txt" && rm "$f"
   done
 }
 

@@ -152,6 +152,7 @@ class AgentRunner:
 
     async def _evaluate(self, record: NodeRecord) -> None:
         outcome: EvalOutcome | None = None
+        error: str | None
         if record.error is not None:
             status, fitness, error = NodeStatus.FAILED, None, record.error
         else:

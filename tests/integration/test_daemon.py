@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,20 @@ def test_run_refuses_existing_db(tmp_path: Path, population: Path) -> None:
     db.write_bytes(b"")
     with pytest.raises(RunStateError, match="already exists"):
         run(population, db)
+
+
+def test_event_loop_never_blocks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio debug mode logs every callback slower than 100 ms; there must be none."""
+    path = write_population(
+        tmp_path / "p.toml", max_nodes=120, backend="process", workers=2, test_eval=True
+    )
+    config = load_population(path)
+
+    async def main() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.1
+        await Daemon(config, str(tmp_path / "run.db"), install_signals=False).run()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(main(), debug=True)
+    slow = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert not slow, slow
