@@ -37,7 +37,7 @@ from aira_async.tasks import describe, task_spec
 from aira_async.worker_pool import make_slots
 from populations.policies import make_policy
 from populations.policies.base import BasePolicy
-from populations.records import EvalOutcome, EvalStatus, NodeRecord, Split
+from populations.records import EvalStatus, NodeRecord, Split
 from store import Archive, RunRecord, RunStatus
 
 log = logging.getLogger(__name__)
@@ -170,84 +170,34 @@ class Daemon:
         return {a.name: build_agent(a, config) for a in config.expanded_agents()}
 
     async def _prepare(self, writer: ArchiveWriter, archive: Archive) -> RunState:
-        if self._resume:
-            run = await writer.call(archive.get_run)
-            self._check_not_running(run)
-            config = DaemonConfig.from_dict(run.config, source=f"{self._db} (stored config)")
-            config = config.with_overrides(
-                **{k: v for k, v in self._overrides.items() if v is not None}
-            )
-            if config.run.budget_s != run.budget_s or config.run.max_nodes != run.max_nodes:
-                run = await writer.call(
-                    archive.set_run_limits,
-                    run.run_id,
-                    budget_s=config.run.budget_s,
-                    max_nodes=config.run.max_nodes,
-                )
-            n_requeued = await writer.call(archive.requeue_stale, run.run_id)
-            await writer.call(
-                archive.add_event,
-                run.run_id,
-                "resume",
-                {"requeued": n_requeued, "spent_s": run.spent_s, "pid": os.getpid()},
-            )
-        else:
-            assert self._config is not None
-            config = self._config
-            run = await writer.call(
-                archive.create_run,
-                name=config.run.name,
-                config=config.to_dict(),
-                config_hash=config.config_hash(),
-                seed=config.run.seed,
-                budget_s=config.run.budget_s,
-                max_nodes=config.run.max_nodes,
-            )
-        await writer.call(archive.set_run_status, run.run_id, RunStatus.RUNNING, pid=os.getpid())
+        """Open (or create) the run, then build the state and the agents from the archive."""
+        config, run = await (self._reopen(writer, archive) if self._resume
+                             else self._create(writer, archive))  # fmt: skip
         self._config = config
         self._spent_s, self._budget_s = run.spent_s, config.run.budget_s
         built = self._check(config)
-        spec = task_spec(config.task)
-        slots = make_slots(
-            config.evaluation.backend,
-            workers=config.evaluation.workers,
-            device=config.evaluation.device,
-            threads_per_worker=config.evaluation.threads_per_worker,
-        )
-        queue = EvaluationQueue(slots, timeout_s=config.evaluation.timeout_s)
         state = RunState(
             run_id=run.run_id,
             config=config,
             config_hash=config.config_hash(),
             writer=writer,
-            queue=queue,
+            queue=EvaluationQueue(
+                make_slots(
+                    config.evaluation.backend,
+                    workers=config.evaluation.workers,
+                    device=config.evaluation.device,
+                    threads_per_worker=config.evaluation.threads_per_worker,
+                ),
+                timeout_s=config.evaluation.timeout_s,
+            ),
             stop=asyncio.Event(),
-            maximize=spec.maximize,
+            maximize=task_spec(config.task).maximize,
             task_description=describe(config.task),
         )
         for island in config.islands:
             await writer.call(archive.add_island, run.run_id, island.name)
         all_nodes = await writer.call(archive.nodes, run.run_id)
-        state.n_nodes = len(all_nodes)
-        for node in all_nodes:
-            if node.status.finished:
-                state.n_finished += 1
-                state.n_failed += node.is_buggy
-                if node.is_good and state.is_better(node):
-                    state.best = node
-            if node.is_good and config.task.test_eval and node.test_fitness is None:
-                state.test_requests.put_nowait(node)
-        for node in all_nodes:  # results to reuse: finish_node links to the stored row by key
-            if node.is_good:
-                key = state.key(node.proposal_key, Split.VALIDATION)
-                state.evaluations[key] = EvalOutcome(
-                    key=key, status=EvalStatus.OK, score=node.val_fitness
-                )
-            if node.test_fitness is not None:
-                key = state.key(node.proposal_key, Split.TEST)
-                state.evaluations[key] = EvalOutcome(
-                    key=key, status=EvalStatus.OK, score=node.test_fitness
-                )
+        state.load_history(all_nodes)
         for agent_config in config.expanded_agents():
             agent, policy = built[agent_config.name]
             row = await writer.call(
@@ -259,8 +209,6 @@ class Daemon:
                 policy=agent_config.policy,
                 config={"policy_params": dict(agent_config.policy_params)},
             )
-            records = [n for n in all_nodes if n.agent_id == row.agent_id]
-            stats = await writer.call(archive.stats, row.agent_id)
             self._runners.append(
                 AgentRunner(
                     state,
@@ -268,11 +216,56 @@ class Daemon:
                     agent_id=row.agent_id,
                     policy=policy,
                     max_steps=agent_config.max_steps,
-                    records=records,
-                    stats=stats,
+                    records=[n for n in all_nodes if n.agent_id == row.agent_id],
+                    stats=await writer.call(archive.stats, row.agent_id),
                 )
             )
+        await writer.call(archive.set_run_status, run.run_id, RunStatus.RUNNING, pid=os.getpid())
         return state
+
+    async def _create(
+        self, writer: ArchiveWriter, archive: Archive
+    ) -> tuple[DaemonConfig, RunRecord]:
+        assert self._config is not None
+        config = self._config
+        run = await writer.call(
+            archive.create_run,
+            name=config.run.name,
+            config=config.to_dict(),
+            config_hash=config.config_hash(),
+            seed=config.run.seed,
+            budget_s=config.run.budget_s,
+            max_nodes=config.run.max_nodes,
+        )
+        return config, run
+
+    async def _reopen(
+        self, writer: ArchiveWriter, archive: Archive
+    ) -> tuple[DaemonConfig, RunRecord]:
+        """The stored run and its config (with the CLI's overrides), checked before any write;
+        then stale work is re-queued."""
+        run = await writer.call(archive.get_run)
+        self._check_not_running(run)
+        config = DaemonConfig.from_dict(run.config, source=f"{self._db} (stored config)")
+        config = config.with_overrides(
+            **{k: v for k, v in self._overrides.items() if v is not None}
+        )
+        self._check(config)
+        if config.run.budget_s != run.budget_s or config.run.max_nodes != run.max_nodes:
+            run = await writer.call(
+                archive.set_run_limits,
+                run.run_id,
+                budget_s=config.run.budget_s,
+                max_nodes=config.run.max_nodes,
+            )
+        n_requeued = await writer.call(archive.requeue_stale, run.run_id)
+        await writer.call(
+            archive.add_event,
+            run.run_id,
+            "resume",
+            {"requeued": n_requeued, "spent_s": run.spent_s, "pid": os.getpid()},
+        )
+        return config, run
 
     def _check_not_running(self, run: RunRecord) -> None:
         """Refuse to resume a run whose daemon is still alive: there is one writer."""

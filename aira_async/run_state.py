@@ -74,6 +74,32 @@ class RunState:
             self.stop_reason = self.stop_reason or "max_nodes"
         return allowed
 
+    def load_history(self, nodes: list[NodeRecord]) -> None:
+        """Counters, the best node, reusable results and pending test work of a resumed run.
+
+        Reused results carry only their score: `Archive.finish_node` links a node to the
+        evaluation already stored under the same key.
+        """
+        self.n_nodes = len(nodes)
+        for node in nodes:
+            if node.status.finished:
+                self.n_finished += 1
+                self.n_failed += node.is_buggy
+            if node.is_good:
+                if self.is_better(node):
+                    self.best = node
+                key = self.key(node.proposal_key, Split.VALIDATION)
+                self.evaluations[key] = EvalOutcome(
+                    key=key, status=EvalStatus.OK, score=node.val_fitness
+                )
+                if node.test_fitness is None and self.config.task.test_eval:
+                    self.test_requests.put_nowait(node)
+            if node.test_fitness is not None:
+                key = self.key(node.proposal_key, Split.TEST)
+                self.evaluations[key] = EvalOutcome(
+                    key=key, status=EvalStatus.OK, score=node.test_fitness
+                )
+
     def is_better(self, record: NodeRecord) -> bool:
         if record.val_fitness is None:
             return False

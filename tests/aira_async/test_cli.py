@@ -225,3 +225,17 @@ def test_evaluate_smoke_end_to_end() -> None:
     table = aira("evaluate", "mA M", "--task", "memorization", "--fidelity", "smoke")
     assert table.returncode == 0, table.stderr
     assert "memorization" in table.stdout and "mean" in table.stdout
+
+
+def test_db_upgrade_on_the_released_sample(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[1] / "assets/store/schema_0001_initial.db"
+    db = tmp_path / "sample.db"
+    shutil.copy(sample, db)
+    result = aira("db", "upgrade", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "->" in result.stdout
+    status = aira("status", "--db", str(db), "--format", "json")
+    assert status.returncode in (0, 1), status.stderr  # readable after the upgrade
+    missing = aira("db", "upgrade", "--db", str(tmp_path / "none.db"))
+    assert missing.returncode == 2
+    assert not (tmp_path / "none.db").exists()
