@@ -1,18 +1,26 @@
-"""One agent's search tree: its `NodeRecord`s under a virtual root, held in a networkx DiGraph.
+"""One agent's search tree: its `NodeRecord`s under a virtual root.
 
 The tree is a plain in-memory view that the daemon rebuilds from the archive (on resume) and keeps
-current with `add` and `update`. It is not thread-safe; one agent coroutine owns it. It never hands
-out its graph for writing: `graph` is a read-only view.
+current with `add` and `update`. It is not thread-safe; one agent coroutine owns it.
+
+Records and children live in dicts, and every selection the policies ask for on each step (good
+nodes, buggy leaves, unfinished nodes, drafts, proposal keys, fitness extremes, per-subtree
+fitness totals) is an index kept current by `add` and `update`, so a step costs about the depth
+of the tree rather than its size. `graph` builds a read-only networkx view on demand, for
+analysis only.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 
+from populations.exactsum import to_units
 from populations.records import ROOT_ID, NodeRecord, NodeStatus, Operator
 
 _RECORD = "record"
@@ -32,6 +40,42 @@ class MemoryEntry:
     error: str | None
 
 
+class _SortedIds:
+    """A set of node ids that also keeps them in ascending order (appends are the common case)."""
+
+    __slots__ = ("_members", "_order")
+
+    def __init__(self) -> None:
+        self._members: set[int] = set()
+        self._order: list[int] = []
+
+    def add(self, node_id: int) -> None:
+        if node_id in self._members:
+            return
+        self._members.add(node_id)
+        if not self._order or node_id > self._order[-1]:
+            self._order.append(node_id)
+        else:
+            insort(self._order, node_id)
+
+    def discard(self, node_id: int) -> None:
+        if node_id in self._members:
+            self._members.remove(node_id)
+            del self._order[bisect_left(self._order, node_id)]
+
+    def __contains__(self, node_id: int) -> bool:
+        return node_id in self._members
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order)
+
+    def last(self) -> int | None:
+        return self._order[-1] if self._order else None
+
+
 class SearchTree:
     """The nodes of one agent, as a tree rooted at the virtual root `ROOT_ID`.
 
@@ -48,9 +92,32 @@ class SearchTree:
     """
 
     def __init__(self, records: Iterable[NodeRecord] = ()) -> None:
-        self._graph: nx.DiGraph[int] = nx.DiGraph()
-        self._graph.add_node(ROOT_ID, **{_RECORD: None})
         self._agent_id: int | None = None
+        self._records: dict[int, NodeRecord] = {}
+        self._children: dict[int, list[int]] = {ROOT_ID: []}  # ascending ids
+        self._ids = _SortedIds()
+        self._good = _SortedIds()
+        self._buggy = _SortedIds()
+        self._leaves = _SortedIds()
+        self._buggy_leaves = _SortedIds()
+        self._unfinished = _SortedIds()
+        self._drafts = _SortedIds()
+        self._keys: Counter[str] = Counter()
+        self._keys_frozen: frozenset[str] | None = frozenset()
+        # Per node (ROOT_ID included): good nodes in its subtree and the exact sum of their
+        # fitness in `exactsum` units. Good nodes whose fitness has no exact form are counted in
+        # `_n_inexact` instead, and then `good_subtree_totals` answers None.
+        self._sub_good: dict[int, int] = {ROOT_ID: 0}
+        self._sub_units: dict[int, int] = {ROOT_ID: 0}
+        self._n_inexact = 0
+        # Ids of the good nodes of least and greatest fitness, the earliest on ties; valid only
+        # while `_extremes_valid` and no good fitness is NaN (`_n_nan`), else recomputed.
+        self._lo_id: int | None = None
+        self._hi_id: int | None = None
+        self._extremes_valid = True
+        self._n_nan = 0
+        self._graph: nx.DiGraph[int] | None = None
+
         pending = sorted(records, key=lambda r: r.node_id)
         by_id: dict[int, NodeRecord] = {}
         for record in pending:
@@ -58,14 +125,23 @@ class SearchTree:
             if record.node_id in by_id:
                 raise ValueError(f"duplicate node id {record.node_id}")
             by_id[record.node_id] = record
+        below: dict[int, list[int]] = {ROOT_ID: []}
         for record in pending:
             if record.parent_id is not None and record.parent_id not in by_id:
                 raise ValueError(f"node {record.node_id} has unknown parent {record.parent_id}")
-            self._graph.add_node(record.node_id, **{_RECORD: record})
-        for record in pending:
-            self._graph.add_edge(_parent_key(record), record.node_id)
-        if len(nx.descendants(self._graph, ROOT_ID)) != len(pending):
+            below.setdefault(_parent_key(record), []).append(record.node_id)
+        # Insert parents before children; nodes on a parent cycle are never reached from the root.
+        order: list[int] = []
+        frontier = [ROOT_ID]
+        while frontier:
+            node_id = frontier.pop()
+            kids = below.get(node_id, [])
+            order.extend(kids)
+            frontier.extend(kids)
+        if len(order) != len(pending):
             raise ValueError("records contain a parent cycle")
+        for node_id in order:
+            self._insert(by_id[node_id])
 
     # -- mutation -------------------------------------------------------------------------------
 
@@ -76,13 +152,11 @@ class SearchTree:
             ValueError: if the id exists, the parent is missing, or the agent differs.
         """
         self._check_new(record)
-        if record.node_id in self._graph:
+        if record.node_id in self._records:
             raise ValueError(f"node {record.node_id} is already in the tree")
-        parent = _parent_key(record)
-        if parent not in self._graph:
+        if _parent_key(record) not in self._children:
             raise ValueError(f"node {record.node_id} has unknown parent {record.parent_id}")
-        self._graph.add_node(record.node_id, **{_RECORD: record})
-        self._graph.add_edge(parent, record.node_id)
+        self._insert(record)
 
     def update(self, record: NodeRecord) -> None:
         """Replace the record of an existing node (e.g. when its evaluation finished).
@@ -94,7 +168,10 @@ class SearchTree:
         old = self[record.node_id]
         if record.parent_id != old.parent_id or record.agent_id != old.agent_id:
             raise ValueError(f"update of node {record.node_id} may not change parent or agent")
-        self._graph.nodes[record.node_id][_RECORD] = record
+        self._records[record.node_id] = record
+        self._graph = None
+        self._unindex(old)
+        self._index(record)
 
     def _check_new(self, record: NodeRecord) -> None:
         if record.node_id == ROOT_ID:
@@ -107,6 +184,126 @@ class SearchTree:
                 f"the tree to agent {self._agent_id}"
             )
 
+    def _insert(self, record: NodeRecord) -> None:
+        """Link a checked new record under its (present) parent and index it."""
+        node_id, parent = record.node_id, _parent_key(record)
+        self._records[node_id] = record
+        self._children[node_id] = []
+        self._sub_good[node_id] = 0
+        self._sub_units[node_id] = 0
+        siblings = self._children[parent]
+        if not siblings or node_id > siblings[-1]:
+            siblings.append(node_id)
+        else:
+            insort(siblings, node_id)
+        self._ids.add(node_id)
+        self._leaves.add(node_id)
+        if parent != ROOT_ID:
+            self._leaves.discard(parent)
+            self._buggy_leaves.discard(parent)
+        self._graph = None
+        self._index(record)
+
+    def _index(self, record: NodeRecord) -> None:
+        """Enter `record` (already stored) into the selection indexes."""
+        node_id = record.node_id
+        if record.is_buggy:
+            self._buggy.add(node_id)
+            if node_id in self._leaves:
+                self._buggy_leaves.add(node_id)
+        if not record.status.finished:
+            self._unfinished.add(node_id)
+        if record.operator is Operator.DRAFT:
+            self._drafts.add(node_id)
+        if record.proposal_key:
+            self._keys[record.proposal_key] += 1
+            if self._keys_frozen is not None and record.proposal_key not in self._keys_frozen:
+                self._keys_frozen = None
+        if record.is_good:
+            assert record.val_fitness is not None
+            self._good.add(node_id)
+            self._add_good_total(record, 1)
+            self._enter_extremes(node_id, record.val_fitness)
+
+    def _unindex(self, record: NodeRecord) -> None:
+        """Remove `record` (no longer stored) from the selection indexes."""
+        node_id = record.node_id
+        self._buggy.discard(node_id)
+        self._buggy_leaves.discard(node_id)
+        self._unfinished.discard(node_id)
+        self._drafts.discard(node_id)
+        if record.proposal_key:
+            self._keys[record.proposal_key] -= 1
+            if not self._keys[record.proposal_key]:
+                del self._keys[record.proposal_key]
+                self._keys_frozen = None
+        if record.is_good:
+            assert record.val_fitness is not None
+            self._good.discard(node_id)
+            self._add_good_total(record, -1)
+            if record.val_fitness != record.val_fitness:
+                self._n_nan -= 1
+            if node_id in (self._lo_id, self._hi_id):
+                self._extremes_valid = False
+
+    def _add_good_total(self, record: NodeRecord, sign: int) -> None:
+        assert record.val_fitness is not None
+        units = to_units(record.val_fitness)
+        if units is None:
+            self._n_inexact += sign
+            return
+        units *= sign
+        node_id: int | None = record.node_id
+        while node_id is not None:
+            self._sub_good[node_id] += sign
+            self._sub_units[node_id] += units
+            if node_id == ROOT_ID:
+                break
+            parent_id = self._records[node_id].parent_id
+            node_id = ROOT_ID if parent_id is None else parent_id
+
+    def _enter_extremes(self, node_id: int, fitness: float) -> None:
+        if fitness != fitness:  # NaN: min/max depend on position, so recompute from scratch
+            self._n_nan += 1
+            return
+        if not self._extremes_valid:
+            return
+        lo_id, hi_id = self._lo_id, self._hi_id
+        if lo_id is None or hi_id is None:
+            self._lo_id = self._hi_id = node_id
+            return
+        lo = self._fitness(lo_id)
+        if fitness < lo or (fitness == lo and node_id < lo_id):
+            self._lo_id = node_id
+        hi = self._fitness(hi_id)
+        if fitness > hi or (fitness == hi and node_id < hi_id):
+            self._hi_id = node_id
+
+    def _fitness(self, node_id: int) -> float:
+        fitness = self._records[node_id].val_fitness
+        assert fitness is not None
+        return fitness
+
+    def _extremes(self) -> tuple[int, int] | None:
+        """Ids of the (first) least and greatest good fitness, scanning good ids ascending."""
+        if self._n_nan or not self._extremes_valid:
+            lo_id = hi_id = None
+            for node_id in self._good:
+                fitness = self._fitness(node_id)
+                if lo_id is None or hi_id is None:
+                    lo_id = hi_id = node_id
+                    continue
+                if fitness < self._fitness(lo_id):
+                    lo_id = node_id
+                if fitness > self._fitness(hi_id):
+                    hi_id = node_id
+            if self._n_nan:
+                return None if lo_id is None or hi_id is None else (lo_id, hi_id)
+            self._lo_id, self._hi_id, self._extremes_valid = lo_id, hi_id, True
+        if self._lo_id is None or self._hi_id is None:
+            return None
+        return self._lo_id, self._hi_id
+
     # -- lookup ---------------------------------------------------------------------------------
 
     @property
@@ -116,42 +313,57 @@ class SearchTree:
 
     @property
     def graph(self) -> nx.DiGraph[int]:
-        """A read-only view of the graph; node attribute ``"record"`` (None for the root)."""
+        """A read-only view of the graph; node attribute ``"record"`` (None for the root).
+
+        Built on first use after a change (O(n)); the search itself never needs it.
+        """
+        if self._graph is None:
+            graph: nx.DiGraph[int] = nx.DiGraph()
+            graph.add_node(ROOT_ID, **{_RECORD: None})
+            for node_id in self._ids:
+                graph.add_node(node_id, **{_RECORD: self._records[node_id]})
+            for node_id in self._ids:
+                graph.add_edge(_parent_key(self._records[node_id]), node_id)
+            self._graph = graph
         view: nx.DiGraph[int] = self._graph.copy(as_view=True)
         return view
 
     def __len__(self) -> int:
         """Number of real nodes (the virtual root is not counted)."""
-        n: int = self._graph.number_of_nodes()
-        return n - 1
+        return len(self._records)
 
     def __contains__(self, node_id: object) -> bool:
-        return node_id != ROOT_ID and node_id in self._graph
+        return node_id in self._records
 
     def __getitem__(self, node_id: int) -> NodeRecord:
-        if node_id not in self:
-            raise KeyError(f"node {node_id} is not in the tree")
-        record: NodeRecord = self._graph.nodes[node_id][_RECORD]
-        return record
+        try:
+            return self._records[node_id]
+        except KeyError:
+            raise KeyError(f"node {node_id} is not in the tree") from None
 
     def __iter__(self) -> Iterator[NodeRecord]:
         """Records in ascending node-id order."""
         return iter(self.records())
 
     def records(self) -> list[NodeRecord]:
-        return [self[i] for i in self.node_ids()]
+        records = self._records
+        return [records[i] for i in self._ids]
 
     def node_ids(self) -> list[int]:
-        return sorted(n for n in self._graph.nodes if n != ROOT_ID)
+        return list(self._ids)
 
     def _node(self, node_id: int) -> int:
-        if node_id != ROOT_ID and node_id not in self:
+        if node_id != ROOT_ID and node_id not in self._records:
             raise KeyError(f"node {node_id} is not in the tree")
         return node_id
 
+    def _select(self, ids: Iterable[int]) -> list[NodeRecord]:
+        records = self._records
+        return [records[i] for i in ids]
+
     def children(self, node_id: int) -> list[NodeRecord]:
         """Children of `node_id` (`ROOT_ID` for the drafts), ascending by id."""
-        return [self[c] for c in sorted(self._graph.successors(self._node(node_id)))]
+        return self._select(self._children[self._node(node_id)])
 
     def parent(self, node_id: int) -> NodeRecord | None:
         """The parent record, or None when the parent is the virtual root."""
@@ -159,23 +371,32 @@ class SearchTree:
         return None if parent_id is None else self[parent_id]
 
     def is_leaf(self, node_id: int) -> bool:
-        degree: int = self._graph.out_degree(self._node(node_id))
-        return degree == 0
+        return not self._children[self._node(node_id)]
 
     def leaves(self) -> list[NodeRecord]:
         """Nodes without children (the root is never a leaf here)."""
-        return [r for r in self if self.is_leaf(r.node_id)]
+        return self._select(self._leaves)
 
     def path_to_root(self, node_id: int) -> list[int]:
         """Ids from `node_id` up to `ROOT_ID` inclusive: ``[node_id, parent, ..., ROOT_ID]``."""
         path = [self._node(node_id)]
+        records = self._records
         while path[-1] != ROOT_ID:
-            path.append(next(iter(self._graph.predecessors(path[-1]))))
+            parent_id = records[path[-1]].parent_id
+            path.append(ROOT_ID if parent_id is None else parent_id)
         return path
 
     def descendants(self, node_id: int) -> list[int]:
         """Ids of all nodes below `node_id` (not including it), ascending."""
-        return sorted(nx.descendants(self._graph, self._node(node_id)))
+        children = self._children
+        found: list[int] = []
+        frontier = list(children[self._node(node_id)])
+        while frontier:
+            child = frontier.pop()
+            found.append(child)
+            frontier.extend(children[child])
+        found.sort()
+        return found
 
     def postorder(self) -> list[int]:
         """All ids, `ROOT_ID` last, each node after all of its descendants (children by id)."""
@@ -187,8 +408,24 @@ class SearchTree:
                 order.append(node_id)
                 continue
             stack.append((node_id, True))
-            stack.extend((c, False) for c in sorted(self._graph.successors(node_id), reverse=True))
+            stack.extend((c, False) for c in reversed(self._children[node_id]))
         return order
+
+    def good_subtree_totals(self, node_id: int) -> tuple[int, int] | None:
+        """The good nodes in the subtree of `node_id` (itself included; `ROOT_ID`: all): their
+        number and the exact sum of their fitness in `populations.exactsum` units.
+
+        Kept current by `add` and `update`, so this is O(1). ``exactsum.from_units`` of the sum
+        equals `math.fsum` of those fitness values.
+
+        Returns:
+            None when some good node of the tree has a fitness with no exact form (see
+            `exactsum.to_units`); callers then sum the values themselves.
+        """
+        self._node(node_id)
+        if self._n_inexact:
+            return None
+        return self._sub_good[node_id], self._sub_units[node_id]
 
     def debug_depth(self, node_id: int) -> int:
         """Length of the chain of consecutive Debug operators ending at `node_id`.

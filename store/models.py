@@ -37,6 +37,8 @@ __all__ = [
     "Evaluation",
     "Event",
     "Island",
+    "LLMCall",
+    "Migration",
     "Node",
     "PolicyStat",
     "Run",
@@ -201,6 +203,64 @@ class Event(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
     payload: Mapped[dict[str, Any]]
+
+
+class LLMCall(Base):
+    """One paid LLM call, stored before its reply is used: a resumed run replays it.
+
+    `request_key` identifies the request (prompt, model, settings and its place in the run: agent,
+    step, slot, operator, attempt); it is unique within a run, so a replay finds the stored reply
+    and a request is never paid twice. `prompt_hash` is the hash of the prompt alone, for analysis.
+    """
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        UniqueConstraint("run_id", "request_key"),
+        Index(None, "run_id", "agent_id"),
+        CheckConstraint(_in("status", ("ok", "error")), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
+    request_key: Mapped[str] = mapped_column(String(64))
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    operator: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]]
+    reply: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int]
+    tokens_out: Mapped[int]
+    cost_usd: Mapped[float]
+    latency_s: Mapped[float]
+    retries: Mapped[int]
+    created_at: Mapped[float]
+
+
+class Migration(Base):
+    """A node sent from one island to another: a reference to the existing node, never a copy.
+
+    (`node_id`, `target_island_id`) is unique: an island receives a given node at most once.
+    """
+
+    __tablename__ = "migrations"
+    __table_args__ = (
+        UniqueConstraint("node_id", "target_island_id"),
+        Index(None, "run_id", "target_island_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    source_island_id: Mapped[int] = mapped_column(ForeignKey("islands.id"))
+    target_island_id: Mapped[int] = mapped_column(ForeignKey("islands.id"))
+    at: Mapped[float]
+    policy: Mapped[str] = mapped_column(String(100))
 
 
 def table_of(model: type[Base]) -> Table:

@@ -93,7 +93,28 @@ def _node_params(
             T0 + i, T0 + i, finished_at, T0 + i, gpu_s, eval_id)  # fmt: skip
 
 
-SAMPLES: dict[str, Callable[[sqlite3.Connection], None]] = {"0001_initial": _rows_0001}
+def _rows_0002(db: sqlite3.Connection) -> None:
+    _rows_0001(db)
+    db.execute("INSERT INTO islands (id, run_id, name) VALUES (2, 1, 'south')")
+    db.execute(
+        "INSERT INTO llm_calls (id, run_id, agent_id, node_id, request_key, prompt_hash,"
+        " provider, model, operator, request, reply, response, status, error, tokens_in,"
+        " tokens_out, cost_usd, latency_s, retries, created_at) VALUES (1, 1, 1, 1, 'req0001',"
+        " 'prompt0001', 'openai', 'gpt-sample', 'draft', ?, 'Plan: alternate.\\nmA M mA M',"
+        " '{}', 'ok', NULL, 10, 5, 0.001, 1.25, 0, ?)",
+        (json.dumps({"messages": [{"role": "user", "content": "Draft."}]}), T0 + 0.5),
+    )
+    db.execute(
+        "INSERT INTO migrations (id, run_id, node_id, source_island_id, target_island_id, at,"
+        " policy) VALUES (1, 1, 4, 1, 2, ?, 'ring top-1')",
+        (T0 + 60.0,),
+    )
+
+
+SAMPLES: dict[str, Callable[[sqlite3.Connection], None]] = {
+    "0001_initial": _rows_0001,
+    "0002_llm_calls_migrations": _rows_0002,
+}
 
 
 def make(revision: str, path: Path) -> None:
