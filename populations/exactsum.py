@@ -20,7 +20,7 @@ _LIMIT = 2.0**1000
 
 
 def to_units(x: float) -> int | None:
-    """`x` as an exact integer multiple of ``2**-1074``; None if not finite or ``|x| >= 2**1000``."""
+    """`x` as an exact integer count of ``2**-1074``; None if not finite or ``|x| >= 2**1000``."""
     if not math.isfinite(x) or abs(x) >= _LIMIT:
         return None
     numerator, denominator = x.as_integer_ratio()

@@ -458,47 +458,50 @@ class SearchTree:
     # -- selections -----------------------------------------------------------------------------
 
     def good_nodes(self) -> list[NodeRecord]:
-        return [r for r in self if r.is_good]
+        return self._select(self._good)
 
     def buggy_nodes(self) -> list[NodeRecord]:
-        return [r for r in self if r.is_buggy]
+        return self._select(self._buggy)
 
     def buggy_leaves(self) -> list[NodeRecord]:
-        return [r for r in self.leaves() if r.is_buggy]
+        return self._select(self._buggy_leaves)
 
     def unfinished(self) -> list[NodeRecord]:
         """Nodes still PENDING or RUNNING."""
-        return [r for r in self if not r.status.finished]
+        return self._select(self._unfinished)
 
     def drafts(self) -> list[NodeRecord]:
         """Nodes made by the Draft operator."""
-        return [r for r in self if r.operator is Operator.DRAFT]
+        return self._select(self._drafts)
 
     @property
     def n_drafts(self) -> int:
-        return len(self.drafts())
+        return len(self._drafts)
 
     def proposal_keys(self) -> frozenset[str]:
         """Canonical proposals already in the tree (for deduplication)."""
-        return frozenset(r.proposal_key for r in self if r.proposal_key)
+        if self._keys_frozen is None:
+            self._keys_frozen = frozenset(self._keys)
+        return self._keys_frozen
+
+    def has_proposal_key(self, key: str) -> bool:
+        """``key in self.proposal_keys()``, in O(1) without building the set."""
+        return bool(key) and key in self._keys
+
+    def fitness_bounds(self) -> tuple[float, float] | None:
+        """``(min, max)`` of the validation fitness of the good nodes, taken in ascending id order
+        (as `min`/`max` of that list would); None when there is no good node. O(1) amortised."""
+        extremes = self._extremes()
+        if extremes is None:
+            return None
+        return self._fitness(extremes[0]), self._fitness(extremes[1])
 
     def best_node(self, *, maximize: bool = True) -> NodeRecord | None:
         """The good node with the best validation fitness; the earliest one on ties."""
-        best: NodeRecord | None = None
-        for record in self.good_nodes():
-            assert record.val_fitness is not None
-            if best is None:
-                best = record
-                continue
-            assert best.val_fitness is not None
-            better = (
-                record.val_fitness > best.val_fitness
-                if maximize
-                else record.val_fitness < best.val_fitness
-            )
-            if better:
-                best = record
-        return best
+        extremes = self._extremes()
+        if extremes is None:
+            return None
+        return self._records[extremes[1] if maximize else extremes[0]]
 
     def memory(self, *, include_buggy: bool = True, limit: int | None = None) -> list[MemoryEntry]:
         """Summaries of finished nodes for operator prompts, oldest first.

@@ -32,6 +32,10 @@ node are the count and the `math.fsum` of the signed metrics of the good nodes i
 equals the incremental rule, is exactly independent of the order in which a step's nodes finish
 (float addition is not associative; fsum is exactly rounded), and is idempotent, so replaying a
 result on resume never counts it twice. `rebuild_stats` recomputes the whole table from a tree.
+The tree keeps each subtree's count and exact fitness sum current
+(`SearchTree.good_subtree_totals`: integers that round as `math.fsum` does), so `on_result` costs
+O(depth);
+`on_result_ref` is the plain O(n * depth) definition, used when a fitness has no exact form.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from populations.exactsum import from_units, to_units
 from populations.policies.base import BasePolicy, debug, draft, improve, require_finished
 from populations.records import ROOT_ID, Action, NodeRecord, NodeStats
 from populations.tree import SearchTree
@@ -110,10 +115,11 @@ class MCTSPolicy(BasePolicy):
 
     def value_bounds(self, tree: SearchTree) -> tuple[float, float] | None:
         """(min, max) of the signed metrics of all good nodes; None when there is none."""
-        values = [
-            self.signed(r.val_fitness) for r in tree.good_nodes() if r.val_fitness is not None
-        ]
-        return (min(values), max(values)) if values else None
+        bounds = tree.fitness_bounds()
+        if bounds is None or self.config.maximize:
+            return bounds
+        # min/max of the negated list pick the same elements as max/min of the list
+        return -bounds[1], -bounds[0]
 
     def live_children(
         self, tree: SearchTree, stats: Mapping[int, NodeStats], node_id: int
@@ -178,6 +184,41 @@ class MCTSPolicy(BasePolicy):
         `tree` must hold the final records of every other finished node of the agent; it may or
         may not hold `record` yet. `stats` is not read: entries are recomputed from the tree.
         """
+        if not record.is_good:
+            return {}
+        assert record.val_fitness is not None
+        node_id = record.node_id
+        own = to_units(record.val_fitness)
+        if own is None or tree.good_subtree_totals(ROOT_ID) is None:
+            return self.on_result_ref(tree, record, stats)
+        # Every entry is its subtree's totals with `record` in place of the tree's version of it.
+        d_good, d_units = 1, own
+        if node_id in tree:
+            path = tree.path_to_root(node_id)
+            held = tree[node_id]
+            if held.is_good:
+                assert held.val_fitness is not None
+                held_units = to_units(held.val_fitness)
+                assert held_units is not None  # else good_subtree_totals would be None
+                d_good, d_units = 0, own - held_units
+        else:
+            above = [ROOT_ID] if record.parent_id is None else tree.path_to_root(record.parent_id)
+            path = [node_id, *above]
+        sign = 1 if self.config.maximize else -1
+        out: dict[int, NodeStats] = {}
+        for member in path:
+            held_here = member == ROOT_ID or member in tree
+            totals = tree.good_subtree_totals(member) if held_here else (0, 0)
+            assert totals is not None
+            n_good, units = totals[0] + d_good, totals[1] + d_units
+            # signed units, rounded once: fsum of the negated metrics (a zero sum is +0.0)
+            out[member] = NodeStats(visits=n_good, value_sum=from_units(sign * units))
+        return out
+
+    def on_result_ref(
+        self, tree: SearchTree, record: NodeRecord, stats: Mapping[int, NodeStats]
+    ) -> dict[int, NodeStats]:
+        """`on_result` by its definition: fsum over each path node's subtree (O(n * depth))."""
         if not record.is_good:
             return {}
         metrics = self._good_metrics(tree)
