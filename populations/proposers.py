@@ -150,11 +150,10 @@ def _propose(
             make = _debugger(parent.proposal, parent.error, alphabet, length, rng)
     else:
         raise ValueError(f"{type(proposer).__name__} cannot answer operator {op.value!r}")
-    seen = tree.proposal_keys()
     for _ in range(proposer.max_tries):
         layers, plan = make()
         key = " ".join(layers)
-        if key not in seen:
+        if not tree.has_proposal_key(key):
             break
     else:
         plan += " (every try repeated an arrangement already in the tree)"
