@@ -7,10 +7,21 @@ Run on a CUDA machine with mamba-ssm installed:
 Skipped (not failed) without CUDA or without an importable mamba-ssm.
 
 Errors are measured relative to the scale of the reference: max|a - b| / max|b| per tensor.
-Tolerances: fp32 5e-3 (the Triton kernels may use TF32 tensor-core dots inside, ~5e-4 per
-product; the torch reference runs in true fp32), bf16 5e-2 (bf16 activations and weights on
-both paths; the torch SSD computes in fp32 inside, the kernel partly in bf16). The assertion
-messages print the measured error so the bounds can be tightened from real runs.
+Tolerances are about 3-5x the worst error measured on an NVIDIA H100 80GB HBM3 (torch 2.11,
+triton 3.6, mamba-ssm 2.3.2.post1, 2026-11-27), separately for outputs and gradients:
+
+============================  ===================  ==========  ===================  ==========
+case                          forward measured     tol         grads measured       tol
+============================  ===================  ==========  ===================  ==========
+ssd_chunked fp32, T 256/301   1.02e-3 (final st.)  3e-3        1.65e-3 (B)          5e-3
+module fp32 (ngroups 1, 2)    8.9e-5               3e-4        1.60e-3 (dt_bias)    5e-3
+module bf16 (ngroups 1, 2)    3.3e-3               1.5e-2      5.5e-3 (dt_bias)     2e-2
+============================  ===================  ==========  ===================  ==========
+
+fp32: the Triton kernels use TF32 tensor-core dots inside while the torch reference runs in
+true fp32; the dt path (dt_bias, A_log, dt, A, B) collects the largest gradient errors. bf16:
+bf16 activations and weights on both paths; the torch SSD computes in fp32 inside, the kernel
+partly in bf16. The assertion messages print the measured error.
 """
 
 from __future__ import annotations
@@ -36,7 +47,9 @@ pytestmark = [
     pytest.mark.skipif(not _HAS_KERNEL, reason="needs mamba-ssm (pip install aira-async[cuda])"),
 ]
 
-TOL = {torch.float32: 5e-3, torch.bfloat16: 5e-2}
+# (forward, gradients) per dtype; see the table above.
+TOL = {torch.float32: (3e-4, 5e-3), torch.bfloat16: (1.5e-2, 2e-2)}
+SSD_TOL = (3e-3, 5e-3)  # the bare SSD kernel in fp32: (outputs and final state, gradients)
 
 
 def _rel_err(a: Tensor, b: Tensor) -> float:
@@ -50,7 +63,7 @@ def _assert_near(a: Tensor | None, b: Tensor | None, tol: float, what: str) -> N
     assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
     assert torch.isfinite(a.float()).all(), f"{what}: non-finite values"
     err = _rel_err(a, b)
-    assert err <= tol, f"{what}: relative error {err:.2e} > {tol:.0e}"
+    assert err <= tol, f"{what}: relative error {err:.2e} > {tol:.1e}"
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +104,7 @@ def test_ssd_chunked_matches_kernel(t: int) -> None:
         return_final_states=True,
     )
     y_t, s_t = ssd_chunked(chunk_size=chunk, return_final_states=True, **ref)
-    tol = TOL[torch.float32]
+    tol, tol_grad = SSD_TOL
     _assert_near(y_k, y_t, tol, "y")
     _assert_near(s_k, s_t, tol, "final state")
     w_y = torch.randn(y_t.shape, device=dev, generator=g)
@@ -99,7 +112,7 @@ def test_ssd_chunked_matches_kernel(t: int) -> None:
     ((y_k * w_y).sum() + (s_k * w_s).sum()).backward()
     ((y_t * w_y).sum() + (s_t * w_s).sum()).backward()
     for name in inputs:
-        _assert_near(fast[name].grad, ref[name].grad, tol, f"grad of {name}")
+        _assert_near(fast[name].grad, ref[name].grad, tol_grad, f"grad of {name}")
 
 
 def _pair(dtype: torch.dtype, ngroups: int) -> tuple[Mamba2, Mamba2]:
@@ -119,16 +132,16 @@ def test_module_torch_vs_triton(dtype: torch.dtype, ngroups: int) -> None:
     u = torch.randn(3, 197, 64, device="cuda", generator=g).to(dtype)  # not a chunk multiple
     u_t, u_k = u.clone().requires_grad_(), u.clone().requires_grad_()
     y_t, y_k = torch_path(u_t), triton_path(u_k)
-    tol = TOL[dtype]
+    tol, tol_grad = TOL[dtype]
     assert y_t.dtype == y_k.dtype == dtype
     _assert_near(y_k, y_t, tol, "output")
     w = torch.randn(y_t.shape, device="cuda", generator=g).to(dtype)
     (y_t.float() * w.float()).sum().backward()
     (y_k.float() * w.float()).sum().backward()
-    _assert_near(u_k.grad, u_t.grad, tol, "grad of input")
+    _assert_near(u_k.grad, u_t.grad, tol_grad, "grad of input")
     params_t = dict(torch_path.named_parameters())
     for name, param in triton_path.named_parameters():
-        _assert_near(param.grad, params_t[name].grad, tol, f"grad of {name}")
+        _assert_near(param.grad, params_t[name].grad, tol_grad, f"grad of {name}")
 
 
 def test_auto_picks_triton_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,4 +158,4 @@ def test_auto_picks_triton_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 
         monkeypatch.setattr(mamba2_module, "ssd_chunked", _fail)
         _assert_near(auto(u), triton_path(u), 1e-6, "auto vs triton")
-        _assert_near(auto(u), expected_torch, TOL[torch.float32], "auto vs torch")
+        _assert_near(auto(u), expected_torch, TOL[torch.float32][0], "auto vs torch")
