@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from populations.aggregator import Aggregate, LayerDecision, Submission, Variant, aggregate
 from populations.arrangement import (
     MAX_LAYERS,
     PRIMITIVES,
@@ -12,6 +13,7 @@ from populations.arrangement import (
     hamming_distance,
     random_arrangement,
 )
+from populations.baselines import BASELINES, baseline
 from populations.policies import (
     POLICIES,
     BasePolicy,
@@ -45,6 +47,7 @@ from populations.records import (
 from populations.tree import MemoryEntry, SearchTree
 
 __all__ = [
+    "BASELINES",
     "MAX_LAYERS",
     "MUTATIONS",
     "POLICIES",
@@ -54,6 +57,7 @@ __all__ = [
     "THREE_PRIMITIVES",
     "TWO_PRIMITIVES",
     "Action",
+    "Aggregate",
     "Arrangement",
     "ArrangementError",
     "BasePolicy",
@@ -64,6 +68,7 @@ __all__ = [
     "EvolutionProposer",
     "GreedyConfig",
     "GreedyPolicy",
+    "LayerDecision",
     "MCTSConfig",
     "MCTSPolicy",
     "MemoryEntry",
@@ -75,6 +80,10 @@ __all__ = [
     "RandomProposer",
     "SearchTree",
     "Split",
+    "Submission",
+    "Variant",
+    "aggregate",
+    "baseline",
     "hamming_distance",
     "make_policy",
     "make_proposer",

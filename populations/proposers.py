@@ -21,7 +21,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from populations.arrangement import (
     PRIMITIVES,
@@ -31,6 +31,9 @@ from populations.arrangement import (
 )
 from populations.records import Action, Operator, Proposal
 from populations.tree import SearchTree
+
+if TYPE_CHECKING:
+    from populations.bo import BOProposer
 
 MUTATIONS: tuple[str, ...] = ("point", "swap", "segment_copy")
 """Mutation operators of `EvolutionProposer`."""
@@ -252,18 +255,26 @@ PROPOSERS: dict[str, type[RandomProposer] | type[EvolutionProposer]] = {
     RandomProposer.name: RandomProposer,
     EvolutionProposer.name: EvolutionProposer,
 }
-"""Proposer classes by name."""
+"""Proposer classes by name; `make_proposer` also knows ``"bo"`` (`populations.bo.BOProposer`,
+imported on demand because it builds on `BaseProposer` from this module)."""
 
 
 def make_proposer(name: str, **params: Any) -> BaseProposer:
-    """Build a proposer (``"random"`` or ``"evolution"``) from its fields.
+    """Build a proposer (``"random"``, ``"evolution"`` or ``"bo"``) from its fields.
 
     Raises:
         ValueError: for an unknown name, an unknown parameter, or an invalid value.
     """
-    if name not in PROPOSERS:
-        raise ValueError(f"unknown proposer {name!r}; known: {', '.join(sorted(PROPOSERS))}")
-    cls = PROPOSERS[name]
+    cls: type[RandomProposer] | type[EvolutionProposer] | type[BOProposer]
+    if name == "bo":  # imported on demand: it imports this module (and scikit-learn)
+        from populations.bo import BOProposer
+
+        cls = BOProposer
+    elif name in PROPOSERS:
+        cls = PROPOSERS[name]
+    else:
+        known = ", ".join(sorted([*PROPOSERS, "bo"]))
+        raise ValueError(f"unknown proposer {name!r}; known: {known}")
     fields = set(cls.__dataclass_fields__)
     unknown = sorted(set(params) - fields)
     if unknown:

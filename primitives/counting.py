@@ -9,7 +9,8 @@ Parameters (every trainable tensor of :func:`primitives.model.build_model`):
     (weights and bias), dt_bias, A_log and D (H each), gated-norm weight E, out_proj E·D
     (here G = ngroups, H = E / headdim);
 - compression decoder: two RMSNorms (D each) and two Linear D→D with bias (D² + D each);
-- final RMSNorm D; head D·V + V (bias).
+- final RMSNorm D; head D·V + V, less D·V when the head is tied to the embedding
+  (``tie_embeddings``) and less V without a bias (``head_bias=False``).
 
 FLOPs (:func:`count_flops`): forward pass of one sequence of length T, counting only
 multiply-accumulates, each as 2 FLOPs (a matmul (m×k)·(k×n) is 2·m·n·k):
@@ -72,7 +73,7 @@ def parameter_breakdown(cfg: ModelConfig) -> dict[str, int]:
     if cfg.head == "compression":
         parts["decoder"] = 2 * d + 2 * (d * d + d)
     parts["norm_f"] = d
-    parts["head"] = d * v + v
+    parts["head"] = (0 if cfg.tie_embeddings else d * v) + (v if cfg.head_bias else 0)
     return parts
 
 

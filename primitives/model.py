@@ -10,6 +10,9 @@ to logits (B, T, V):
   × D), then a decoder MLP (RMSNorm, Linear D→D, GELU, RMSNorm, Linear D→D, GELU), then the
   final RMSNorm and linear head: logits for all T input tokens. Decoder linears are N(0, 0.02)
   with zero bias; the head's bias starts at zero.
+- Llama-style shapes (:mod:`primitives.extrapolate`) set ``head_bias=False`` and
+  ``tie_embeddings=True``: the head has no bias and reuses the embedding matrix (V, D) as its
+  weight, so the pair is counted once.
 
 :class:`ModelConfig` is the JSON-serialisable genome-plus-shape that crosses process boundaries;
 :meth:`ModelConfig.block_configs` lists one config per layer (the arrangement as block configs).
@@ -54,6 +57,8 @@ class ModelConfig:
         head: "lm" (next-token logits) or "compression" (MAD compression decoder).
         seq_len: length the compression decoder reconstructs; required for that head.
         norm_eps: epsilon of every RMSNorm.
+        head_bias: whether the linear head has a bias (MAD-lab: yes; Llama: no).
+        tie_embeddings: whether the head's weight is the embedding matrix (Llama 3.2: yes).
     """
 
     layers: tuple[str, ...]
@@ -73,6 +78,8 @@ class ModelConfig:
     head: Literal["lm", "compression"] = "lm"
     seq_len: int | None = None
     norm_eps: float = NORM_EPS
+    head_bias: bool = True
+    tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
         layers: Any = self.layers
@@ -225,8 +232,11 @@ class ArrangementModel(nn.Module):
                     nn.init.normal_(module.weight, mean=0.0, std=EMBED_INIT_STD)
                     nn.init.zeros_(module.bias)
         self.norm_f = nn.RMSNorm(d, eps=cfg.norm_eps)
-        self.head = nn.Linear(d, cfg.vocab_size, bias=True)
-        nn.init.zeros_(self.head.bias)
+        self.head = nn.Linear(d, cfg.vocab_size, bias=cfg.head_bias)
+        if cfg.head_bias:
+            nn.init.zeros_(self.head.bias)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight  # (V, D), one tensor for both
 
     def encode(self, tokens: Tensor) -> Tensor:
         """Args: tokens (B, T) int64. Returns: the residual stream after all layers, (B, T, D)."""

@@ -164,8 +164,8 @@ def test_make_proposer_and_validation() -> None:
     p = make_proposer("evolution", alphabet=["mA", "M"], length=8, mutations=["swap"])
     assert p == EvolutionProposer(alphabet=TWO_PRIMITIVES, length=8, mutations=("swap",))
     assert make_proposer("random") == RandomProposer(alphabet=PRIMITIVES, length=16)
-    with pytest.raises(ValueError, match="unknown proposer 'bo'; known: evolution, random"):
-        make_proposer("bo")
+    with pytest.raises(ValueError, match="'oracle'; known: bo, evolution, random"):
+        make_proposer("oracle")
     with pytest.raises(ValueError, match="unknown parameter"):
         make_proposer("random", mutations=("swap",))
     for kwargs in ({"alphabet": ("X",)}, {"length": 0}, {"max_tries": 0}):
