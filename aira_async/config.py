@@ -3,13 +3,30 @@
 A population file has these sections (see `populations/presets/offline.toml`):
 
     [run]         name, seed, budget ("24h", "30m", "90s" or seconds), max_nodes, shutdown_grace_s
-    [task]        name ("mad" | "synthetic"), fidelity, seed, length, alphabet, test_eval,
-                  latency_s
+    [task]        name ("mad" | "babistories" | "dclm" | "synthetic"), fidelity, seed, length,
+                  alphabet, test_eval, latency_s, data (LM tasks: hf:ID[:CONFIG], a directory or
+                  a file; default $AIRA_DATA_DIR/<task name> when that directory exists);
+                  description, lower_is_better, source are filled from an AIRS-Bench task
+                  directory (`aira run --task DIR`, `aira_async.airs_bench`)
     [evaluation]  backend ("process" | "inline"), device ("cpu" | "cuda" | "auto"), workers,
                   timeout_s, threads_per_worker
+    [llm]         timeout_s (per attempt), deadline_s (per call, retries included), max_retries,
+                  backoff_s, backoff_max_s, max_retry_after_s, default_concurrency,
+                  [llm.concurrency] (provider = calls in flight), cost_cap_usd,
+                  [llm.prices."model"] input_per_mtok, output_per_mtok (USD per million tokens)
     [[islands]]   name
+    [migration]   topology ("ring" | "random" | "full"), every_nodes, every_s, top_k, n_random
+                  (islands exchange their top-k nodes by reference; off unless every_nodes or
+                  every_s is set; see `populations.islands`)
+    [collapse]    every_nodes, window, max_duplicate_rate, min_entropy, min_lineages, response
+                  ("log" | "explore" | "reseed"), explore_steps, reseed_k (the per-island
+                  diversity-collapse monitor; off unless every_nodes is set; see
+                  `populations.collapse`)
     [[agents]]    name, island, proposer, policy, count, max_steps, [agents.policy_params],
-                  [agents.proposer_params]
+                  [agents.proposer_params]; LLM agents (proposer = "llm"): provider ("openai" |
+                  "anthropic" | "openai-compatible"), model, base_url, api_key_env, temperature,
+                  top_p, max_tokens, sampling (false: never send temperature/top_p),
+                  structured_output, analyze, memory_limit
 
 Every key is checked: an unknown key or a value of the wrong type raises `ConfigError` naming the
 file and the key. The resolved config (`DaemonConfig.to_dict`) is stored in the archive, and
@@ -21,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tomllib
 import types
@@ -31,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from aira_async.errors import ConfigError
+from populations.collapse import CollapseRule, Response
+from populations.islands import MigrationRule, Topology
 
 OVERRIDABLE = ("run.budget_s", "run.max_nodes")
 """Keys the CLI may set on `run` and `resume`; everything else comes from the population file."""
@@ -83,6 +103,14 @@ class TaskConfig:
     test_eval: bool = True
     latency_s: float = 0.0
     """Synthetic task only: how long each evaluation sleeps, to imitate training."""
+    data: str | None = None
+    """LM tasks: where the corpus is (`primitives.lm_data.parse_source`)."""
+    description: str | None = None
+    """The agents' project description, replacing the registry's (an AIRS-Bench task)."""
+    lower_is_better: bool | None = None
+    """The metric direction an AIRS-Bench task states (checked against the evaluator's)."""
+    source: str | None = None
+    """The AIRS-Bench task directory this section was read from, if any."""
 
     def __post_init__(self) -> None:
         if self.length < 1:
@@ -118,6 +146,131 @@ class IslandConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MigrationConfig:
+    """The `[migration]` section (`populations.islands.MigrationRule`; off by default)."""
+
+    topology: str = "ring"
+    every_nodes: int | None = None
+    every_s: float | None = None
+    top_k: int = 2
+    n_random: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            self.rule(seed=0)
+        except ValueError as exc:
+            raise ConfigError(f"migration: {exc}") from None
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_nodes is not None or self.every_s is not None
+
+    def rule(self, *, seed: int) -> MigrationRule:
+        return MigrationRule(
+            topology=Topology(self.topology),
+            every_nodes=self.every_nodes,
+            every_s=self.every_s,
+            top_k=self.top_k,
+            n_random=self.n_random,
+            seed=seed,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollapseConfig:
+    """The `[collapse]` section (`populations.collapse.CollapseRule`; off by default)."""
+
+    every_nodes: int | None = None
+    window: int = 30
+    max_duplicate_rate: float | None = 0.5
+    min_entropy: float | None = 0.2
+    min_lineages: float | None = 1.5
+    response: str = "log"
+    explore_steps: int = 2
+    reseed_k: int = 2
+
+    def __post_init__(self) -> None:
+        try:
+            self.rule()
+        except ValueError as exc:
+            raise ConfigError(f"collapse: {exc}") from None
+
+    def rule(self) -> CollapseRule:
+        return CollapseRule(
+            every_nodes=self.every_nodes,
+            window=self.window,
+            max_duplicate_rate=self.max_duplicate_rate,
+            min_entropy=self.min_entropy,
+            min_lineages=self.min_lineages,
+            response=Response(self.response),
+            explore_steps=self.explore_steps,
+            reseed_k=self.reseed_k,
+        )
+
+
+LLM_PROVIDERS = ("openai", "anthropic", "openai-compatible")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMConfig:
+    """The `[llm]` section: limits shared by every LLM agent of a run.
+
+    `prices` maps a model name to ``{input_per_mtok = $, output_per_mtok = $}`` (USD per million
+    tokens); `concurrency` maps a provider to its largest number of calls in flight.
+    """
+
+    timeout_s: float = 120.0
+    deadline_s: float = 600.0
+    max_retries: int = 6
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 120.0
+    concurrency: Mapping[str, Any] = field(default_factory=dict)
+    default_concurrency: int = 8
+    prices: Mapping[str, Any] = field(default_factory=dict)
+    cost_cap_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.timeout_s, self.deadline_s, self.backoff_max_s) <= 0 or self.backoff_s < 0:
+            raise ConfigError("llm: timeout_s, deadline_s and backoff_max_s must be positive")
+        if self.max_retries < 0 or self.max_retry_after_s < 0:
+            raise ConfigError("llm.max_retries and llm.max_retry_after_s must be >= 0")
+        if self.cost_cap_usd is not None and self.cost_cap_usd <= 0:
+            raise ConfigError(f"llm.cost_cap_usd must be positive, got {self.cost_cap_usd}")
+        limits = {**self.concurrency, "default_concurrency": self.default_concurrency}
+        for provider, limit in limits.items():
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigError(f"llm.concurrency.{provider} must be an integer >= 1")
+        for model, price in self.prices.items():
+            keys = {"input_per_mtok", "output_per_mtok"}
+            if not isinstance(price, Mapping) or set(price) != keys:
+                raise ConfigError(f"llm.prices.{model} must be a table of {sorted(keys)}")
+            for key in keys:
+                value = price[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ConfigError(f"llm.prices.{model}.{key} must be a number >= 0")
+
+    def limit(self, provider: str) -> int:
+        """How many calls to `provider` may be in flight at once."""
+        return int(self.concurrency.get(provider, self.default_concurrency))
+
+
+def _check_llm_agent(agent: AgentConfig) -> None:
+    where = f"agents.{agent.name}"
+    if agent.provider not in LLM_PROVIDERS:
+        raise ConfigError(
+            f"{where}.provider: unknown provider {agent.provider!r}"
+            f" (known: {', '.join(LLM_PROVIDERS)})"
+        )
+    if not agent.model:
+        raise ConfigError(f"{where}.model: an LLM agent needs a model name")
+    if agent.provider == "openai-compatible" and not agent.base_url:
+        raise ConfigError(f"{where}.base_url: an openai-compatible agent needs the server's URL")
+    if agent.max_tokens < 1 or agent.memory_limit < 0:
+        raise ConfigError(f"{where}: max_tokens must be >= 1 and memory_limit >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     name: str
     island: str | None = None
@@ -127,12 +280,26 @@ class AgentConfig:
     max_steps: int | None = None
     policy_params: Mapping[str, Any] = field(default_factory=dict)
     proposer_params: Mapping[str, Any] = field(default_factory=dict)
+    # LLM agents (proposer = "llm"); see `aira_async.agents.llm` and the README.
+    provider: str = "openai"
+    model: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int = 4096
+    sampling: bool = True
+    structured_output: bool = True
+    analyze: bool = False
+    memory_limit: int = 20
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ConfigError(f"agents.{self.name}.count must be at least 1, got {self.count}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"agents.{self.name}.max_steps must be at least 1")
+        if self.proposer == "llm":
+            _check_llm_agent(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +307,10 @@ class DaemonConfig:
     run: RunConfig = field(default_factory=RunConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     islands: tuple[IslandConfig, ...] = ()
+    migration: MigrationConfig = field(default_factory=MigrationConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
     agents: tuple[AgentConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -149,6 +319,8 @@ class DaemonConfig:
         island_names = [island.name for island in self.islands]
         if len(set(island_names)) != len(island_names):
             raise ConfigError(f"islands: duplicate island names in {island_names}")
+        if self.migration.enabled and len(island_names) < 2:
+            raise ConfigError("migration: needs at least two [[islands]]")
         seen: set[str] = set()
         for agent in self.agents:
             if agent.name in seen:
@@ -218,7 +390,23 @@ def load_population(path: str | Path) -> DaemonConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return DaemonConfig.from_dict(data, source=str(path))
+    config = DaemonConfig.from_dict(data, source=str(path))
+    if config.task.data is None and (found := data_from_env(config.task.name)) is not None:
+        config = dataclasses.replace(config, task=dataclasses.replace(config.task, data=found))
+    return config
+
+
+DATA_ENV = "AIRA_DATA_DIR"
+"""A root of corpora: task `name` reads `$AIRA_DATA_DIR/name` unless `task.data` is set."""
+
+
+def data_from_env(task_name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """`$AIRA_DATA_DIR/<task_name>` when that directory exists, else None (config loading only)."""
+    root = (os.environ if environ is None else environ).get(DATA_ENV)
+    if not root:
+        return None
+    path = Path(root) / task_name
+    return str(path) if path.is_dir() else None
 
 
 def _build(tp: Any, value: Any, where: str) -> Any:

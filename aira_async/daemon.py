@@ -1,8 +1,8 @@
 """The search daemon: one TaskGroup of long-lived services over one archive.
 
 Children of the group: one `AgentRunner` per agent, the evaluation queue's slots, the test
-evaluator, the heartbeat (wall-clock budget, progress) and a watcher that ends the run when every
-agent is done. Shutdown [arq, aiorun]: SIGINT/SIGTERM (or the budget, or the node cap) set `stop`;
+evaluator, the heartbeat (wall-clock budget, progress), the island exchanger (migration and the
+collapse monitor, when configured) and a watcher that ends the run when every agent is done. Shutdown [arq, aiorun]: SIGINT/SIGTERM (or the budget, or the node cap) set `stop`;
 agents take no new step, slots finish the job they hold, queued jobs are abandoned (their nodes
 stay unfinished and `aira resume` re-queues them). After `shutdown_grace_s` — or at a second
 signal — the group is cancelled, and the stacks of tasks still running are logged.
@@ -26,11 +26,13 @@ from pathlib import Path
 
 from aira_async.agents.base import BaseAgent
 from aira_async.agents.classical import CLASSICAL, make_classical_agent
+from aira_async.agents.llm import LLMRuntime, make_llm_agent
 from aira_async.agents.runner import AgentRunner
 from aira_async.archive_io import ArchiveWriter
 from aira_async.config import AgentConfig, DaemonConfig
 from aira_async.errors import ConfigError, RunStateError
 from aira_async.gpu_queue import EvaluationQueue
+from aira_async.islands import IslandExchanger, load_received
 from aira_async.liveness import daemon_alive
 from aira_async.run_state import RunState
 from aira_async.tasks import describe, task_spec
@@ -83,19 +85,28 @@ class RunSummary:
 def build_agent(agent: AgentConfig, config: DaemonConfig) -> tuple[BaseAgent, BasePolicy]:
     """The agent and policy of one `[[agents]]` entry (checked before anything is written)."""
     task = config.task
-    if agent.proposer not in CLASSICAL:
+    if agent.proposer not in (*CLASSICAL, "llm"):
         raise ConfigError(
             f"agents.{agent.name}.proposer: unknown proposer {agent.proposer!r}"
-            f" (known: {', '.join(CLASSICAL)})"
+            f" (known: {', '.join(CLASSICAL)}, llm)"
         )
     try:
-        built = make_classical_agent(
-            agent.name,
-            agent.proposer,
-            agent.proposer_params,
-            alphabet=task.alphabet,
-            length=task.length,
-        )
+        built: BaseAgent
+        if agent.proposer == "llm":
+            if config.llm.cost_cap_usd is not None and agent.model not in config.llm.prices:
+                raise ConfigError(
+                    f"agents.{agent.name}.model: llm.prices has no entry for {agent.model!r},"
+                    " which llm.cost_cap_usd needs"
+                )
+            built = make_llm_agent(agent)  # ConfigError naming a missing key's variable
+        else:
+            built = make_classical_agent(
+                agent.name,
+                agent.proposer,
+                agent.proposer_params,
+                alphabet=task.alphabet,
+                length=task.length,
+            )
         params = {"maximize": task_spec(task).maximize, **agent.policy_params}
         policy = make_policy(agent.policy, **params)
     except (TypeError, ValueError) as exc:
@@ -142,6 +153,7 @@ class Daemon:
         self._spent_s = 0.0
         self._budget_s = 0.0
         self._runners: list[AgentRunner] = []
+        self._exchanger: IslandExchanger | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
     async def run(self) -> RunSummary:
@@ -163,6 +175,8 @@ class Daemon:
             await self._serve(state)
             return await self._finish(state)
         finally:
+            for runner in self._runners:
+                await runner.agent.close()
             await writer.close()
 
     def _check(self, config: DaemonConfig) -> dict[str, tuple[BaseAgent, BasePolicy]]:
@@ -194,8 +208,13 @@ class Daemon:
             maximize=task_spec(config.task).maximize,
             task_description=describe(config.task),
         )
+        if any(a.proposer == "llm" for a in config.agents):
+            state.llm = await LLMRuntime.for_run(
+                config.llm, writer, run.run_id, on_cap=state.request_stop
+            )
         for island in config.islands:
             await writer.call(archive.add_island, run.run_id, island.name)
+        received = await load_received(writer, archive, run.run_id)
         all_nodes = await writer.call(archive.nodes, run.run_id)
         state.load_history(all_nodes)
         for agent_config in config.expanded_agents():
@@ -218,8 +237,10 @@ class Daemon:
                     max_steps=agent_config.max_steps,
                     records=[n for n in all_nodes if n.agent_id == row.agent_id],
                     stats=await writer.call(archive.stats, row.agent_id),
+                    imported=received.get(row.island or "", []),
                 )
             )
+        self._exchanger = await IslandExchanger.create(state, self._runners, all_nodes, received)
         await writer.call(archive.set_run_status, run.run_id, RunStatus.RUNNING, pid=os.getpid())
         return state
 
@@ -287,6 +308,8 @@ class Daemon:
                 queue = group.create_task(state.queue.serve(self._halt), name="queue")
                 group.create_task(self._heartbeat(state), name="heartbeat")
                 tests = group.create_task(self._test_evaluations(state), name="tests")
+                if self._exchanger is not None:
+                    group.create_task(self._exchanger.run(self._halt), name="islands")
                 runners = [
                     group.create_task(r.run(), name=f"agent:{r.agent.name}") for r in self._runners
                 ]

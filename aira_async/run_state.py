@@ -8,13 +8,18 @@ best node so far and the requests for test evaluations.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aira_async.archive_io import ArchiveWriter
 from aira_async.config import DaemonConfig
 from aira_async.eval_worker import EvalRequest
 from aira_async.gpu_queue import EvaluationQueue
 from populations.records import EvalKey, EvalOutcome, EvalStatus, NodeRecord, Split
+
+if TYPE_CHECKING:
+    from aira_async.agents.llm.runtime import LLMRuntime
 
 
 @dataclass(kw_only=True)
@@ -37,6 +42,10 @@ class RunState:
     stop_reason: str | None = None
     evaluations: dict[EvalKey, EvalOutcome] = field(default_factory=dict)
     test_requests: asyncio.Queue[NodeRecord] = field(default_factory=asyncio.Queue)
+    finished_listeners: list[Callable[[NodeRecord], None]] = field(default_factory=list)
+    """Called (on the loop, must not block) with each node once its result is committed."""
+    llm: LLMRuntime | None = None
+    """The LLM agents' shared services (reply cache, ledger, limits); None without LLM agents."""
 
     def key(self, proposal_key: str, split: Split) -> EvalKey:
         task = self.config.task
@@ -57,6 +66,7 @@ class RunState:
             length=task.length,
             task_seed=task.seed,
             latency_s=task.latency_s,
+            data=task.data,
         )
 
     def request_stop(self, reason: str) -> None:
@@ -112,6 +122,8 @@ class RunState:
     def node_finished(self, record: NodeRecord, outcome: EvalOutcome | None) -> None:
         """Book-keeping after a node's result is committed."""
         self.n_finished += 1
+        for listener in self.finished_listeners:
+            listener(record)
         if record.is_good:
             if outcome is not None and outcome.status is EvalStatus.OK:
                 if outcome.key in self.evaluations:

@@ -18,6 +18,8 @@ from store.errors import (
     UnknownNodeError,
     UnknownRunError,
 )
+from store.llm_calls import LLMCallRecord
+from store.migrants import MigrationRecord, NewMigration
 from store.records import (
     AgentRecord,
     EventRecord,
@@ -36,6 +38,9 @@ __all__ = [
     "DuplicateNodeError",
     "EventRecord",
     "IslandRecord",
+    "LLMCallRecord",
+    "MigrationRecord",
+    "NewMigration",
     "NewNode",
     "NodeFinishedError",
     "ReadOnlyError",

@@ -42,7 +42,7 @@ from populations.records import (
     NodeStatus,
     Split,
 )
-from store import _queries, _rows
+from store import _queries, _rows, llm_calls, migrants
 from store._rows import AGENTS, ISLANDS, NODE_COLUMNS, NODES, RUNS, UNFINISHED
 from store.engine import make_engine, sqlite_path, to_url
 from store.errors import (
@@ -53,6 +53,8 @@ from store.errors import (
     UnknownNodeError,
     UnknownRunError,
 )
+from store.llm_calls import LLMCallRecord
+from store.migrants import MigrationRecord, NewMigration
 from store.records import (
     AgentRecord,
     EventRecord,
@@ -569,6 +571,64 @@ class Archive:
         """The run's events oldest-first; with `limit`, only the most recent `limit` of them."""
         with self._unit("events", write=False) as conn:
             return _queries.events(conn, run_id, kind=kind, limit=limit)
+
+    # ---- LLM calls (store/llm_calls.py): the reply cache and the cost ledger ----------------
+
+    def put_llm_call(self, record: LLMCallRecord) -> LLMCallRecord:
+        """Store one LLM call before its reply is used; an already stored key wins."""
+        with self._unit("put_llm_call", write=True) as conn:
+            return llm_calls.put_call(conn, record, self._clock())
+
+    def llm_call(self, run_id: int, request_key: str) -> LLMCallRecord | None:
+        """The stored call of the run under `request_key` (what a resumed run replays)."""
+        with self._unit("llm_call", write=False) as conn:
+            return llm_calls.get_call(conn, run_id, request_key)
+
+    def llm_calls(self, run_id: int, *, agent_id: int | None = None) -> list[LLMCallRecord]:
+        """The run's stored LLM calls, oldest first."""
+        with self._unit("llm_calls", write=False) as conn:
+            return llm_calls.list_calls(conn, run_id, agent_id=agent_id)
+
+    def llm_costs(self, run_id: int, by: str = "agent") -> list[dict[str, Any]]:
+        """The run's LLM ledger grouped by agent, island or model (`llm_calls.cost_rows`)."""
+        with self._unit("llm_costs", write=False) as conn:
+            return llm_calls.cost_rows(conn, run_id, by)
+
+    def llm_spent_usd(self, run_id: int) -> float:
+        """Dollars the run's stored LLM calls cost."""
+        with self._unit("llm_spent_usd", write=False) as conn:
+            return llm_calls.spent_usd(conn, run_id)
+
+    # ---- islands: migrations by reference (store/migrants.py) --------------------------------
+
+    def add_migrations(
+        self,
+        run_id: int,
+        items: Sequence[NewMigration],
+        *,
+        event: Mapping[str, Any] | None = None,
+        event_kind: str = "migration",
+    ) -> list[MigrationRecord]:
+        """Record one migration round in one transaction: the (node, target island) rows not
+        stored yet, and the round's event (`event_kind`) if given. Returns the new rows.
+
+        Raises:
+            StoreError: A node or island does not exist.
+        """
+        with self._unit("add_migrations", write=True) as conn:
+            return migrants.insert_migrations(
+                conn, run_id, items, self._clock(), event, event_kind
+            )
+
+    def migrations(self, run_id: int) -> list[MigrationRecord]:
+        """The run's migrations, oldest first, with island names."""
+        with self._unit("migrations", write=False) as conn:
+            return migrants.select_migrations(conn, run_id)
+
+    def received(self, run_id: int, island_id: int) -> list[NodeRecord]:
+        """The nodes island `island_id` received (what its agents import on resume), by id."""
+        with self._unit("received", write=False) as conn:
+            return migrants.select_received(conn, run_id, island_id)
 
 
 def _probe(url: URL, *, allow_empty: bool) -> None:

@@ -15,18 +15,20 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aira_async.agents.base import AgentContext, BaseAgent
 from aira_async.run_state import RunState
 from populations.arrangement import Arrangement, ArrangementError
 from populations.policies.base import BasePolicy
 from populations.records import (
+    Action,
     EvalOutcome,
     EvalStatus,
     NodeRecord,
     NodeStats,
     NodeStatus,
+    Operator,
     Proposal,
     Split,
 )
@@ -49,13 +51,16 @@ class AgentRunner:
         max_steps: int | None,
         records: list[NodeRecord],
         stats: Mapping[int, NodeStats],
+        imported: Sequence[NodeRecord] = (),
     ) -> None:
         self.state = state
         self.agent = agent
         self.agent_id = agent_id
         self.policy = policy
         self.max_steps = max_steps
-        self.tree = SearchTree(records)
+        self.tree = SearchTree(records, imported=imported)
+        self._inbox: list[NodeRecord] = []  # migrants received, imported at the next step
+        self._explore_steps = 0
         self.stats: dict[int, NodeStats] = dict(stats)
         self.step = max((r.step for r in records), default=0)
         self._unfinished = [r for r in records if not r.status.finished]
@@ -84,18 +89,34 @@ class AgentRunner:
                 break
         log.info("agent %s: stopped after step %d", self.agent.name, self.step)
 
+    def receive(self, record: NodeRecord) -> None:
+        """Take a migrant (an island exchange); it enters the tree before the next step, so a
+        step never sees its tree change, and is ignored if the tree already holds it."""
+        self._inbox.append(record)
+
+    def boost_exploration(self, n_steps: int) -> None:
+        """Make the next `n_steps` steps Draft fresh arrangements (a collapse response)."""
+        self._explore_steps = max(self._explore_steps, n_steps)
+
     async def take_step(self) -> bool:
         """One step; False when there is nothing left to do (node cap reached)."""
         step = self.step + 1
         rng = self.step_rng(step)
+        inbox, self._inbox = self._inbox, []
+        for migrant in inbox:
+            if migrant.node_id not in self.tree:
+                self.tree.import_migrant(migrant)
         actions = self.policy.next_actions(self.tree, self.stats, rng)
+        if self._explore_steps and actions:
+            self._explore_steps -= 1
+            actions = [Action(operator=Operator.DRAFT, parent_id=None) for _ in actions]
         actions = actions[: self.state.reserve_nodes(len(actions))]
         if not actions:
             return False
         # Each action gets its own generator, so concurrent proposals cannot interleave draws.
         async with asyncio.TaskGroup() as group:
             asked = [
-                group.create_task(self.agent.propose(action, self._context(step, i)))
+                group.create_task(self.agent.propose(action, self._context(step, i, len(actions))))
                 for i, action in enumerate(actions)
             ]
         proposals = [task.result() for task in asked]
@@ -110,13 +131,41 @@ class AgentRunner:
         await self._evaluate_all(records)
         return True
 
-    def _context(self, step: int, index: int) -> AgentContext:
+    def _context(self, step: int, index: int, n_slots: int = 1) -> AgentContext:
         return AgentContext(
             tree=self.tree,
             rng=self.step_rng(step, "action", index),
             task_description=self.state.task_description,
             alphabet=self.state.config.task.alphabet,
             length=self.state.config.task.length,
+            run_id=self.state.run_id,
+            agent_id=self.agent_id,
+            step=step,
+            slot=index,
+            n_slots=n_slots,
+            llm=self.state.llm,
+        )
+
+    async def _analyze(self, record: NodeRecord, outcome: EvalOutcome) -> None:
+        """Ask the agent's Analyze operator about an evaluated node; store its judgement as an
+        ``analysis`` event. Advisory only: the evaluator's status and score stand."""
+        analysis = await self.agent.analyze(record, outcome, self._context(record.step, 0))
+        if analysis is None:
+            return
+        payload = {
+            "is_bug": analysis.is_bug,
+            "summary": analysis.summary,
+            "llm_metric": analysis.metric,
+            "evaluator_status": outcome.status.value,
+            "evaluator_score": outcome.score,
+        }
+        await self.state.writer.call(
+            self.state.writer.archive.add_event,
+            self.state.run_id,
+            "analysis",
+            payload,
+            agent_id=self.agent_id,
+            node_id=record.node_id,
         )
 
     def _new_node(self, proposal: Proposal) -> NewNode:
@@ -168,6 +217,8 @@ class AgentRunner:
             status = NodeStatus.COMPLETE if ok else NodeStatus.FAILED
             fitness = outcome.score if ok else None
             error = None if ok else (outcome.error or outcome.status.value)
+        if outcome is not None:
+            await self._analyze(record, outcome)
         finished = dataclasses.replace(record, status=status, val_fitness=fitness, error=error)
         # Tree and statistics change together, with no await in between: steps of one agent
         # finish concurrently, and each update must see the previous one.
