@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from aira_async.errors import ConfigError
-from populations.collapse import CollapseRule, Response
-from populations.islands import MigrationRule, Topology
+from populations.collapse import CollapseRule
+from populations.islands import MigrationRule
 
 OVERRIDABLE = ("run.budget_s", "run.max_nodes")
 """Keys the CLI may set on `run` and `resume`; everything else comes from the population file."""
@@ -167,7 +167,7 @@ class MigrationConfig:
 
     def rule(self, *, seed: int) -> MigrationRule:
         return MigrationRule(
-            topology=Topology(self.topology),
+            topology=self.topology,  # type: ignore[arg-type]  # checked by MigrationRule
             every_nodes=self.every_nodes,
             every_s=self.every_s,
             top_k=self.top_k,
@@ -202,7 +202,7 @@ class CollapseConfig:
             max_duplicate_rate=self.max_duplicate_rate,
             min_entropy=self.min_entropy,
             min_lineages=self.min_lineages,
-            response=Response(self.response),
+            response=self.response,  # type: ignore[arg-type]  # checked by CollapseRule
             explore_steps=self.explore_steps,
             reseed_k=self.reseed_k,
         )

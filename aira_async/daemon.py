@@ -2,8 +2,9 @@
 
 Children of the group: one `AgentRunner` per agent, the evaluation queue's slots, the test
 evaluator, the heartbeat (wall-clock budget, progress), the island exchanger (migration and the
-collapse monitor, when configured) and a watcher that ends the run when every agent is done. Shutdown [arq, aiorun]: SIGINT/SIGTERM (or the budget, or the node cap) set `stop`;
-agents take no new step, slots finish the job they hold, queued jobs are abandoned (their nodes
+collapse monitor, when configured) and a watcher that ends the run when every agent is done.
+Shutdown [arq, aiorun]: SIGINT/SIGTERM (or the budget, or the node cap) set `stop`; agents take no
+new step, slots finish the job they hold, queued jobs are abandoned (their nodes
 stay unfinished and `aira resume` re-queues them). After `shutdown_grace_s` — or at a second
 signal — the group is cancelled, and the stacks of tasks still running are logged.
 

@@ -16,9 +16,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from aira_async.synthetic import SYNTHETIC_VERSION, synthetic_score
+from aira_async.tasks import LM_TASK_NAMES
 from populations.records import EvalKey, EvalOutcome, EvalStatus
 
-KNOWN_TASKS = ("mad", "synthetic")
+KNOWN_TASKS = ("mad", *LM_TASK_NAMES, "synthetic")
 _WORKER_THREADS = [1]  # set by worker_main; torch is only imported by tasks that need it
 
 
@@ -32,6 +33,7 @@ class EvalRequest:
     length: int
     task_seed: int
     latency_s: float = 0.0
+    data: str | None = None  # LM tasks: where the corpus is
 
     @property
     def task(self) -> str:
@@ -42,7 +44,7 @@ def run_request(request: EvalRequest, device: str = "cpu") -> EvalOutcome:
     """Evaluate one request in this process. Failures come back as outcomes, never raised."""
     if request.task == "synthetic":
         return _run_synthetic(request)
-    if request.task == "mad":
+    if request.task == "mad" or request.task in LM_TASK_NAMES:  # torch evaluators
         return _run_mad(request, device)
     return EvalOutcome(
         key=request.key,
@@ -86,13 +88,17 @@ def _run_mad(request: EvalRequest, device: str) -> EvalOutcome:
 
     job = EvalJob(
         layers=request.layers,
-        task="mad",
+        task=request.task,
         fidelity=request.key.fidelity,
         seed=request.key.seed,
         split=request.key.split.value,
         device=device,
+        data=request.data,
     )
-    (result,) = evaluate([job])
+    try:
+        (result,) = evaluate([job])
+    except ValueError as exc:  # a malformed job (e.g. a corpus path that is gone) is an outcome
+        return EvalOutcome(key=request.key, status=EvalStatus.ERROR, score=None, error=str(exc))
     metrics: dict[str, Any] = {
         "per_task": result.per_task,
         "n_params": result.n_params,

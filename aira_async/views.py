@@ -20,6 +20,7 @@ from aira_async.liveness import daemon_alive
 from aira_async.tasks import TASKS
 from populations.records import NodeRecord
 from store import Archive
+from store.llm_calls import COST_GROUPS
 
 if TYPE_CHECKING:
     from aira_async.daemon import RunSummary, Snapshot
@@ -102,6 +103,23 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def cost_rows(archive: Archive, *, by: str = "agent") -> list[dict[str, Any]]:
+    """Rows for `aira query costs`: the LLM ledger (calls, failures, retries, tokens, $,
+    latency) grouped by agent, island or model, most expensive first, then a total row."""
+    if by not in COST_GROUPS:
+        raise ValueError(f"--by: expected one of {', '.join(COST_GROUPS)}, got {by!r}")
+    rows = archive.llm_costs(archive.get_run().run_id, by)
+    if rows:
+        total: dict[str, Any] = {by: "total"}
+        for column in ("calls", "failed", "retries", "tokens_in", "tokens_out", "cost_usd"):
+            total[column] = sum(r[column] for r in rows)
+        n_calls = max(1, total["calls"])
+        total["mean_latency_s"] = sum(r["mean_latency_s"] * r["calls"] for r in rows) / n_calls
+        total["max_latency_s"] = max(r["max_latency_s"] for r in rows)
+        rows.append(total)
+    return rows
 
 
 def query_rows(

@@ -8,20 +8,29 @@ nodes, buggy leaves, unfinished nodes, drafts, proposal keys, fitness extremes, 
 fitness totals) is an index kept current by `add` and `update`, so a step costs about the depth
 of the tree rather than its size. `graph` builds a read-only networkx view on demand, for
 analysis only.
+
+**Imported nodes (migrants).** Islands send an island's best nodes to its neighbours as
+references (`populations.islands`). `SearchTree.import_migrant` hangs such a foreign, finished
+record under the root, stored as a re-parented view of it (``parent_id=None``,
+``operator=Operator.MIGRATE``; the archive keeps the original). An imported node is visible to
+every selection (`best_node`, `good_nodes`, `fitness_bounds`, subtree totals), so greedy may
+Improve it and MCTS may select it, and the agent's own nodes may be its children; it is never a
+draft, is not counted by `n_own` (the agent's step limit), and never changes (`update` refuses it).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
 
 from populations.exactsum import to_units
 from populations.records import ROOT_ID, NodeRecord, NodeStatus, Operator
+from populations.sorted_ids import SortedIds
 
 _RECORD = "record"
 
@@ -40,42 +49,6 @@ class MemoryEntry:
     error: str | None
 
 
-class _SortedIds:
-    """A set of node ids that also keeps them in ascending order (appends are the common case)."""
-
-    __slots__ = ("_members", "_order")
-
-    def __init__(self) -> None:
-        self._members: set[int] = set()
-        self._order: list[int] = []
-
-    def add(self, node_id: int) -> None:
-        if node_id in self._members:
-            return
-        self._members.add(node_id)
-        if not self._order or node_id > self._order[-1]:
-            self._order.append(node_id)
-        else:
-            insort(self._order, node_id)
-
-    def discard(self, node_id: int) -> None:
-        if node_id in self._members:
-            self._members.remove(node_id)
-            del self._order[bisect_left(self._order, node_id)]
-
-    def __contains__(self, node_id: int) -> bool:
-        return node_id in self._members
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order)
-
-    def last(self) -> int | None:
-        return self._order[-1] if self._order else None
-
-
 class SearchTree:
     """The nodes of one agent, as a tree rooted at the virtual root `ROOT_ID`.
 
@@ -85,23 +58,28 @@ class SearchTree:
 
     Args:
         records: the agent's nodes in any order; all must share one `agent_id`.
+        imported: foreign finished records to import as migrants (see `import_migrant`); the
+            agent's own records may have them as parents.
 
     Raises:
         ValueError: on duplicate node ids, a missing parent, a cycle, a record using `ROOT_ID`,
-            or records of different agents.
+            records of different agents, or an import that `import_migrant` would refuse.
     """
 
-    def __init__(self, records: Iterable[NodeRecord] = ()) -> None:
+    def __init__(
+        self, records: Iterable[NodeRecord] = (), *, imported: Iterable[NodeRecord] = ()
+    ) -> None:
         self._agent_id: int | None = None
         self._records: dict[int, NodeRecord] = {}
         self._children: dict[int, list[int]] = {ROOT_ID: []}  # ascending ids
-        self._ids = _SortedIds()
-        self._good = _SortedIds()
-        self._buggy = _SortedIds()
-        self._leaves = _SortedIds()
-        self._buggy_leaves = _SortedIds()
-        self._unfinished = _SortedIds()
-        self._drafts = _SortedIds()
+        self._ids = SortedIds()
+        self._good = SortedIds()
+        self._buggy = SortedIds()
+        self._leaves = SortedIds()
+        self._buggy_leaves = SortedIds()
+        self._unfinished = SortedIds()
+        self._drafts = SortedIds()
+        self._imported = SortedIds()
         self._keys: Counter[str] = Counter()
         self._keys_frozen: frozenset[str] | None = frozenset()
         # Per node (ROOT_ID included): good nodes in its subtree and the exact sum of their
@@ -125,6 +103,13 @@ class SearchTree:
             if record.node_id in by_id:
                 raise ValueError(f"duplicate node id {record.node_id}")
             by_id[record.node_id] = record
+        migrants = sorted((self._as_migrant(r) for r in imported), key=lambda r: r.node_id)
+        for record in migrants:
+            if record.node_id in by_id:
+                raise ValueError(f"duplicate node id {record.node_id}")
+            by_id[record.node_id] = record
+            self._imported.add(record.node_id)
+        pending = sorted([*pending, *migrants], key=lambda r: r.node_id)
         below: dict[int, list[int]] = {ROOT_ID: []}
         for record in pending:
             if record.parent_id is not None and record.parent_id not in by_id:
@@ -158,14 +143,48 @@ class SearchTree:
             raise ValueError(f"node {record.node_id} has unknown parent {record.parent_id}")
         self._insert(record)
 
+    def import_migrant(self, record: NodeRecord) -> NodeRecord:
+        """Import a foreign node (a migrant from another island) under the root.
+
+        The tree stores ``replace(record, parent_id=None, operator=Operator.MIGRATE)``: the
+        node's own lineage lives in another agent's tree, and here it is a new starting point.
+
+        Returns:
+            The record as this tree holds it.
+
+        Raises:
+            ValueError: if the id is `ROOT_ID` or already in the tree, the record is not
+                finished (a step never sees unfinished nodes), or it is this agent's own node.
+        """
+        migrant = self._as_migrant(record)
+        if migrant.node_id in self._records:
+            raise ValueError(f"node {migrant.node_id} is already in the tree")
+        self._imported.add(migrant.node_id)
+        self._insert(migrant)
+        return migrant
+
+    def _as_migrant(self, record: NodeRecord) -> NodeRecord:
+        if record.node_id == ROOT_ID:
+            raise ValueError(f"node id {ROOT_ID} is reserved for the virtual root")
+        if not record.status.finished:
+            raise ValueError(f"migrant {record.node_id} is not finished ({record.status.value})")
+        if self._agent_id is not None and record.agent_id == self._agent_id:
+            raise ValueError(f"node {record.node_id} is this agent's own; it cannot be imported")
+        if record.parent_id is None and record.operator is Operator.MIGRATE:
+            return record
+        return replace(record, parent_id=None, operator=Operator.MIGRATE)
+
     def update(self, record: NodeRecord) -> None:
         """Replace the record of an existing node (e.g. when its evaluation finished).
 
         Raises:
             KeyError: if the node is not in the tree.
-            ValueError: if the new record changes the node's parent or agent.
+            ValueError: if the new record changes the node's parent or agent, or the node is
+                imported (migrants never change).
         """
         old = self[record.node_id]
+        if record.node_id in self._imported:
+            raise ValueError(f"node {record.node_id} is an imported migrant and cannot change")
         if record.parent_id != old.parent_id or record.agent_id != old.agent_id:
             raise ValueError(f"update of node {record.node_id} may not change parent or agent")
         self._records[record.node_id] = record
@@ -177,6 +196,10 @@ class SearchTree:
         if record.node_id == ROOT_ID:
             raise ValueError(f"node id {ROOT_ID} is reserved for the virtual root")
         if self._agent_id is None:
+            records = self._records
+            if any(i in records and records[i].agent_id == record.agent_id
+                   for i in self._imported):  # fmt: skip
+                raise ValueError(f"node {record.node_id} is of the agent of an imported node")
             self._agent_id = record.agent_id
         elif record.agent_id != self._agent_id:
             raise ValueError(
@@ -213,7 +236,7 @@ class SearchTree:
                 self._buggy_leaves.add(node_id)
         if not record.status.finished:
             self._unfinished.add(node_id)
-        if record.operator is Operator.DRAFT:
+        if record.operator is Operator.DRAFT and node_id not in self._imported:
             self._drafts.add(node_id)
         if record.proposal_key:
             self._keys[record.proposal_key] += 1
@@ -478,6 +501,18 @@ class SearchTree:
     def n_drafts(self) -> int:
         return len(self._drafts)
 
+    def imported(self) -> list[NodeRecord]:
+        """Imported migrants (see `import_migrant`), ascending by id."""
+        return self._select(self._imported)
+
+    def is_imported(self, node_id: int) -> bool:
+        return node_id in self._imported
+
+    @property
+    def n_own(self) -> int:
+        """Number of the agent's own nodes (imported migrants are not counted)."""
+        return len(self._records) - len(self._imported)
+
     def proposal_keys(self) -> frozenset[str]:
         """Canonical proposals already in the tree (for deduplication)."""
         if self._keys_frozen is None:
@@ -529,7 +564,8 @@ class SearchTree:
     # -- comparison -----------------------------------------------------------------------------
 
     def copy(self) -> SearchTree:
-        return SearchTree(self.records())
+        own = [r for r in self.records() if r.node_id not in self._imported]
+        return SearchTree(own, imported=self.imported())
 
     def signature(self) -> tuple[tuple[Any, ...], ...]:
         """A hashable structural summary: per node (id, parent, operator, proposal, status,

@@ -4,7 +4,8 @@
 returns one frozen :class:`EvalResult` per job. The score is the mean over the job's tasks of the
 **macro accuracy** (per-class mean over target tokens, MAD's metric, key ``macro_acc``); plain
 token accuracy is reported beside it (key ``token_acc``). Results carry scores only: test labels
-never leave this module.
+never leave this module. Jobs for the LM proxy tasks (BabiStories, DCLM: cross-entropy, lower is
+better) are routed to :mod:`primitives.lm_eval` by task name and return the same records.
 
 Fidelities (:data:`FIDELITIES`):
 
@@ -55,6 +56,7 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -71,6 +73,9 @@ from primitives.mad import (
 )
 from primitives.model import PRIMITIVES, ModelConfig, build_model
 from primitives.training import Accuracy, LoopConfig, fit_and_score
+
+if TYPE_CHECKING:
+    from primitives.lm_eval import LMFidelity
 
 __all__ = [
     "EVALUATOR_VERSION",
@@ -199,19 +204,23 @@ class EvalJob:
 
     Attributes:
         layers: the arrangement, e.g. ("mA", "M", "Mb", "M").
-        task: "mad" (all six tasks) or one name of :data:`primitives.mad.TASK_NAMES`.
+        task: "mad" (all six tasks), one name of :data:`primitives.mad.TASK_NAMES`, or an LM
+            proxy task of :data:`primitives.lm_eval.LM_TASKS` ("babistories", "dclm").
         fidelity: a :data:`FIDELITIES` name, or a :class:`Fidelity` (tests, benchmarks).
         seed: data, initialisation and shuffle seed.
         split: "validation" (70:30 of train) or "test".
         device: a torch device string, "cpu" or "cuda[:i]".
+        data: LM tasks only (:mod:`primitives.lm_eval`): where the corpus is, ``hf:ID[:CONFIG]``,
+            a directory or a file (:func:`primitives.lm_data.parse_source`).
     """
 
     layers: tuple[str, ...]
     task: str
-    fidelity: str | Fidelity
+    fidelity: str | Fidelity | LMFidelity
     seed: int
     split: str
     device: str = "cpu"
+    data: str | None = None
 
     def __post_init__(self) -> None:
         layers = self.layers.split() if isinstance(self.layers, str) else self.layers
@@ -225,7 +234,8 @@ class EvalResult:
     Attributes:
         job: the request.
         status: one of :data:`STATUSES`.
-        score: mean over the job's tasks of macro accuracy, in [0, 1]; None unless "ok".
+        score: mean over the job's tasks of macro accuracy, in [0, 1]; for an LM task the
+            score-set cross-entropy in nats per token (lower is better). None unless "ok".
         per_task: task -> metrics (all floats): ``macro_acc`` (the scored metric),
             ``token_acc``, ``final_loss`` (mean step loss of the last epoch), ``loss_first``,
             ``loss_min``, ``loss_last``, ``n_steps``, ``n_epochs``, ``early_stopped`` (0/1),
@@ -352,11 +362,22 @@ def evaluate(
     Raises:
         ValueError: a job names an unknown task, fidelity, primitive, split or device.
     """
-    resolved = [_resolve(job) for job in jobs]
-    return [
-        _run_job(i, job, fid, tasks, device, progress, time_limit_s)
-        for i, (job, (fid, tasks, device)) in enumerate(zip(jobs, resolved, strict=True))
-    ]
+    from primitives import lm_eval  # LM tasks (BabiStories, DCLM); lm_eval imports this module
+
+    for job in jobs:
+        if lm_eval.is_lm_task(job.task):
+            lm_eval.resolve(job)
+    resolved = [None if lm_eval.is_lm_task(job.task) else _resolve(job) for job in jobs]
+    results = []
+    for i, (job, mad) in enumerate(zip(jobs, resolved, strict=True)):
+        if mad is None:
+            results.append(
+                lm_eval.evaluate_lm(i, job, progress=progress, time_limit_s=time_limit_s)
+            )
+        else:
+            fid, tasks, device = mad
+            results.append(_run_job(i, job, fid, tasks, device, progress, time_limit_s))
+    return results
 
 
 def _run_job(

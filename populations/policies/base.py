@@ -78,14 +78,14 @@ class BasePolicy(ABC):
         return {}
 
     def is_done(self, tree: SearchTree) -> bool:
-        """True once the tree holds `step_limit` nodes."""
-        return self.step_limit is not None and len(tree) >= self.step_limit
+        """True once the tree holds `step_limit` of the agent's own nodes (imports don't count)."""
+        return self.step_limit is not None and tree.n_own >= self.step_limit
 
     def _budget(self, tree: SearchTree) -> int | None:
         """How many more nodes may be created (None = unlimited)."""
         if self.step_limit is None:
             return None
-        return max(0, self.step_limit - len(tree))
+        return max(0, self.step_limit - tree.n_own)
 
     def _cap(self, actions: list[Action], tree: SearchTree) -> list[Action]:
         budget = self._budget(tree)

@@ -31,13 +31,15 @@ def _random_fitness(rng: random.Random) -> float | None:
 def _random_tree_ops(
     rng: random.Random, make_record: RecordFactory, n_ops: int
 ) -> tuple[SearchTree, list[SearchTree]]:
-    """Random adds (ids out of order too) and updates; returns the tree and snapshots of it."""
+    """Random adds (ids out of order too), imports of migrants and updates; returns the tree
+    and snapshots of it."""
     tree = SearchTree()
     ids = rng.sample(range(1, 4 * n_ops), n_ops)
     snapshots = []
     for node_id in ids:
-        if len(tree) and rng.random() < 0.4:
-            target = rng.choice(tree.records())
+        own = [r for r in tree.records() if not tree.is_imported(r.node_id)]
+        if own and rng.random() < 0.4:
+            target = rng.choice(own)
             fitness = _random_fitness(rng)
             status = rng.choice(list(NodeStatus)) if fitness is None else NodeStatus.COMPLETE
             tree.update(
@@ -52,11 +54,14 @@ def _random_tree_ops(
         existing = [r.node_id for r in tree if r.node_id < node_id]
         parent = rng.choice([None, *existing]) if existing else None
         fitness = _random_fitness(rng)
-        tree.add(
-            make_record(
-                node_id, parent, fitness=fitness, proposal=rng.choice(("", "a", "b", "c", "d"))
-            )
-        )
+        key = rng.choice(("", "a", "b", "c", "d"))
+        if rng.random() < 0.15:  # a migrant from another agent, finished, from anywhere
+            tree.import_migrant(
+                make_record(node_id, rng.choice([None, 1]), fitness=fitness, proposal=key,
+                            agent_id=99)
+            )  # fmt: skip
+        else:
+            tree.add(make_record(node_id, parent, fitness=fitness, proposal=key))
         snapshots.append(tree.copy())
     return tree, snapshots
 
@@ -72,6 +77,9 @@ def _check_indexes(tree: SearchTree) -> None:
     assert tree.buggy_leaves() == [r for r in leaves if r.is_buggy]
     assert tree.unfinished() == [r for r in records if not r.status.finished]
     assert tree.drafts() == [r for r in records if r.operator is Operator.DRAFT]
+    assert tree.imported() == [r for r in records if r.agent_id == 99]
+    assert all(r.operator is Operator.MIGRATE and r.parent_id is None for r in tree.imported())
+    assert tree.n_own == len(records) - len(tree.imported())
     assert tree.n_drafts == len(tree.drafts())
     keys = frozenset(r.proposal_key for r in records if r.proposal_key)
     assert tree.proposal_keys() == keys
