@@ -86,6 +86,7 @@ class RunSummary:
 def build_agent(agent: AgentConfig, config: DaemonConfig) -> tuple[BaseAgent, BasePolicy]:
     """The agent and policy of one `[[agents]]` entry (checked before anything is written)."""
     task = config.task
+    maximize = task_spec(task).maximize
     if agent.proposer not in (*CLASSICAL, "llm"):
         raise ConfigError(
             f"agents.{agent.name}.proposer: unknown proposer {agent.proposer!r}"
@@ -101,14 +102,17 @@ def build_agent(agent: AgentConfig, config: DaemonConfig) -> tuple[BaseAgent, Ba
                 )
             built = make_llm_agent(agent)  # ConfigError naming a missing key's variable
         else:
+            proposer_params = dict(agent.proposer_params)
+            if agent.proposer == "bo":  # its acquisition needs the task's direction
+                proposer_params.setdefault("maximize", maximize)
             built = make_classical_agent(
                 agent.name,
                 agent.proposer,
-                agent.proposer_params,
+                proposer_params,
                 alphabet=task.alphabet,
                 length=task.length,
             )
-        params = {"maximize": task_spec(task).maximize, **agent.policy_params}
+        params = {"maximize": maximize, **agent.policy_params}
         policy = make_policy(agent.policy, **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"agents.{agent.name}: {exc}") from None

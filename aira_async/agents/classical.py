@@ -27,7 +27,7 @@ class ClassicalAgent(BaseAgent):
         return self._proposer.propose(action, context.tree, context.rng)
 
 
-CLASSICAL = ("random", "evolution")
+CLASSICAL = ("random", "evolution", "bo")
 
 
 def make_classical_agent(

@@ -66,7 +66,6 @@ def test_smoke_mad_end_to_end(mad_result: EvalResult) -> None:
     assert r.score == pytest.approx(sum(m["macro_acc"] for m in r.per_task.values()) / 6)
     assert r.evaluator_version == EVALUATOR_VERSION and r.device == "cpu"
     assert r.error is None and r.n_params > 0 and r.wall_s > 0
-    assert r.wall_s < 60  # smoke must stay cheap on a 2-core CPU
 
 
 def test_same_job_same_score(mad_result: EvalResult) -> None:
