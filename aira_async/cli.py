@@ -368,9 +368,9 @@ def extrapolate(
 @app.command()
 def report(
     db: DbOpt,
-    out_path: Annotated[
-        Path, typer.Option("--out", "-o", help="HTML file to write.")
-    ] = Path("report.html"),
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
 ) -> None:
     """Write one self-contained HTML report of the run: plots, leaderboard, diversity."""
     from aira_async.report import write_report

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from populations.proposers import BaseProposer, make_proposer
-
 from aira_async.agents.base import AgentContext, BaseAgent
+from populations.proposers import BaseProposer, make_proposer
 from populations.records import Action, Proposal
 
 
