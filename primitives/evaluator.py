@@ -294,14 +294,12 @@ def _dataset(task: MadTask, seed: int) -> MadData:
     return make_dataset(task, seed=seed)
 
 
-def _resolve(job: EvalJob) -> tuple[Fidelity, list[MadTask], torch.device]:
-    """Validate a job; raises ValueError naming the problem."""
-    if isinstance(job.fidelity, Fidelity):
-        fid = job.fidelity
-    elif job.fidelity in FIDELITIES:
-        fid = FIDELITIES[job.fidelity]
-    else:
-        raise ValueError(f"unknown fidelity {job.fidelity!r}; expected one of {list(FIDELITIES)}")
+def check_job(job: EvalJob) -> torch.device:
+    """The checks every evaluator makes of a job (layers, split, device); returns the device.
+
+    Raises:
+        ValueError: naming the bad layer, split or device.
+    """
     if not job.layers:
         raise ValueError("layers must name at least one primitive")
     for i, kind in enumerate(job.layers):
@@ -309,13 +307,6 @@ def _resolve(job: EvalJob) -> tuple[Fidelity, list[MadTask], torch.device]:
             raise ValueError(f"layers[{i}] = {kind!r} is not a primitive; allowed: {PRIMITIVES}")
     if job.split not in SPLITS:
         raise ValueError(f"unknown split {job.split!r}; expected one of {SPLITS}")
-    tasks = tasks_for(fid)
-    if job.task == "mad":
-        chosen = list(tasks.values())
-    elif job.task in tasks:
-        chosen = [tasks[job.task]]
-    else:
-        raise ValueError(f"unknown task {job.task!r}; expected 'mad' or one of {TASK_NAMES}")
     try:
         device = torch.device(job.device)
     except RuntimeError as exc:
@@ -324,6 +315,25 @@ def _resolve(job: EvalJob) -> tuple[Fidelity, list[MadTask], torch.device]:
         raise ValueError(f"device {job.device!r} requested but CUDA is not available")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device {job.device!r}: only cpu and cuda are supported")
+    return device
+
+
+def _resolve(job: EvalJob) -> tuple[Fidelity, list[MadTask], torch.device]:
+    """Validate a job; raises ValueError naming the problem."""
+    if isinstance(job.fidelity, Fidelity):
+        fid = job.fidelity
+    elif job.fidelity in FIDELITIES:
+        fid = FIDELITIES[job.fidelity]
+    else:
+        raise ValueError(f"unknown fidelity {job.fidelity!r}; expected one of {list(FIDELITIES)}")
+    device = check_job(job)
+    tasks = tasks_for(fid)
+    if job.task == "mad":
+        chosen = list(tasks.values())
+    elif job.task in tasks:
+        chosen = [tasks[job.task]]
+    else:
+        raise ValueError(f"unknown task {job.task!r}; expected 'mad' or one of {TASK_NAMES}")
     _model_config(job.layers, fid, chosen[0])  # shape errors (heads, headdim) surface here
     return fid, chosen, device
 

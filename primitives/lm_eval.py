@@ -47,11 +47,11 @@ from dataclasses import dataclass
 import torch
 
 from primitives.counting import count_parameters, layer_parameters
-from primitives.evaluator import EvalJob, EvalProgress, EvalResult
+from primitives.evaluator import EvalJob, EvalProgress, EvalResult, check_job
 from primitives.lm_data import Corpus, load_corpus, parse_source
 from primitives.lm_train import LMTrainConfig, eval_loss, train_lm
-from primitives.mad import SPLITS, VALIDATION_FRACTION
-from primitives.model import PRIMITIVES, ModelConfig, build_model
+from primitives.mad import VALIDATION_FRACTION
+from primitives.model import ModelConfig, build_model
 
 __all__ = [
     "LM_EVALUATOR_VERSION",
@@ -229,21 +229,7 @@ def resolve(job: EvalJob) -> tuple[LMTask, LMFidelity, torch.device]:
     if not job.data:
         raise ValueError(f"task {job.task} needs data: {task.data_hint}")
     parse_source(job.data)  # a missing path fails here, before any training
-    if not job.layers:
-        raise ValueError("layers must name at least one primitive")
-    for i, kind in enumerate(job.layers):
-        if kind not in PRIMITIVES:
-            raise ValueError(f"layers[{i}] = {kind!r} is not a primitive; allowed: {PRIMITIVES}")
-    if job.split not in SPLITS:
-        raise ValueError(f"unknown split {job.split!r}; expected one of {SPLITS}")
-    try:
-        device = torch.device(job.device)
-    except RuntimeError as exc:
-        raise ValueError(f"bad device {job.device!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {job.device!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {job.device!r}: only cpu and cuda are supported")
+    device = check_job(job)
     lm_model_config(job.layers, fid, fid.vocab_size)  # shape errors surface here
     return task, fid, device
 
