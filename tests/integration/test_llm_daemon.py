@@ -299,9 +299,11 @@ async def test_mad_smoke_with_both_sdks(tmp_path: Path, monkeypatch: pytest.Monk
     server = ScriptedLLMServer(ArrangementScript(length=4, alphabet=("mA", "M"), bad_every=10**9))
     await server.start()
     try:
-        agents = [
-            ("gpt-greedy", "openai", "greedy", "num_drafts = 2"),
-            ("claude-greedy", "anthropic", "greedy", "num_drafts = 2"),
+        agents = [  # four agents, two per SDK, one draft each
+            ("gpt-greedy", "openai", "greedy", "num_drafts = 1"),
+            ("gpt-mcts", "openai", "mcts", "num_children = 1"),
+            ("claude-greedy", "anthropic", "greedy", "num_drafts = 1"),
+            ("claude-mcts", "anthropic", "mcts", "num_children = 1"),
         ]
         population = write_population(
             tmp_path / "p.toml", server, agents=agents, max_nodes=4, task="mad", length=4,
@@ -318,5 +320,6 @@ async def test_mad_smoke_with_both_sdks(tmp_path: Path, monkeypatch: pytest.Monk
     finally:
         archive.close()
     assert len(nodes) == 4 and all(n.is_good for n in nodes)
+    assert len({n.agent_id for n in nodes}) == 4  # every agent, both SDKs, trained a model
     assert all(0.0 <= (n.val_fitness or 0.0) <= 1.0 and n.plan and n.cost_usd > 0 for n in nodes)
-    assert sum(server.served.values()) == 4 + 2  # four proposals, two Analyze calls (claude)
+    assert sum(server.served.values()) == 4 + 1  # four proposals, one Analyze call (gpt-mcts)
