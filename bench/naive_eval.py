@@ -1,0 +1,92 @@
+"""The naive evaluation baseline kept for comparison: eager fp32, one job at a time.
+
+This is the evaluator's protocol (:func:`primitives.evaluator.evaluate`: same data, seeds,
+optimiser, schedule, scoring) with bf16 autocast switched off, run one job and one task after
+another, with no CUDA graphs, no compilation and no fusing. ``bench/eval_throughput.py`` times
+its training step (:func:`naive_step_rate`) and uses :func:`evaluate_naive` for the accuracy
+parity check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from primitives.evaluator import EvalJob, EvalResult, Fidelity, evaluate
+from primitives.mad import IGNORE_INDEX
+from primitives.model import ModelConfig, build_model
+
+__all__ = ["evaluate_naive", "naive_step_rate", "sync"]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate_naive(jobs: Sequence[EvalJob]) -> list[EvalResult]:
+    """``evaluate`` with fp32 (no autocast), one job at a time; jobs need a Fidelity object."""
+    out = []
+    for job in jobs:
+        assert isinstance(job.fidelity, Fidelity)
+        fp32 = dataclasses.replace(job, fidelity=dataclasses.replace(job.fidelity, bf16=False))
+        (res,) = evaluate([fp32])
+        out.append(dataclasses.replace(res, job=job))
+    return out
+
+
+def naive_step_rate(
+    cfg: ModelConfig,
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    batch: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    seed: int = 0,
+) -> float:
+    """Training steps per second of one model, eager fp32, the loop of ``fit_and_score``.
+
+    Args:
+        cfg: the model. inputs, targets: (n, T) rows to draw batches from (on ``device``).
+        batch: rows per step. steps: timed steps, after ``warmup`` untimed ones.
+
+    Returns:
+        steps per second over the timed steps (device synchronised at both ends).
+    """
+    torch.manual_seed(seed)
+    model = build_model(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
+    n = inputs.shape[0]
+    order = torch.randperm(n * math.ceil((steps + warmup) * batch / n) + batch) % n
+    order = order.to(device)  # (enough rows for every step,)
+    model.train()
+
+    def step(i: int) -> None:
+        idx = order[i * batch : (i + 1) * batch]  # (batch,)
+        logits = model(inputs[idx])  # (batch, T, V)
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1),  # (batch·T, V)
+            targets[idx].flatten(),  # (batch·T,)
+            ignore_index=IGNORE_INDEX,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+
+    for i in range(warmup):
+        step(i)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    sync(device)
+    return steps / (time.perf_counter() - start)

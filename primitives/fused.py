@@ -1,0 +1,750 @@
+"""Several evaluation jobs trained in one GPU step: stacked weights, one batch, one optimiser.
+
+A 16-layer width-128 MAD proxy is launch-bound on a GPU (FACTS §10): one candidate at a time
+leaves the card ~99 % idle. :class:`FusedArrangements` trains K candidates of the same depth and
+shape (their arrangements may differ) on one task together. The residual streams are one
+tensor (K, B, T, D); at each layer the candidates that hold primitive p there run together with
+their weights stacked on a leading K_p axis (batched matrix products, SDPA over K_p·B
+sequences, Mamba2 with the candidates folded into its heads and conv channels).
+
+Equivalence with :func:`primitives.evaluator.evaluate`:
+
+- every candidate's slice is COPIED from the naive model built with the same seed, so both
+  start from the same weights;
+- jobs fused together share task, fidelity, seed and split, hence the same data and the same
+  shuffle order (seeded from (job seed, task index)): every step sees the same batch;
+- the loss is the sum over candidates of each candidate's mean token loss; parameters are
+  disjoint, so each candidate receives exactly its own gradient (a NaN in one candidate does not
+  reach the others' gradients), and AdamW is elementwise, so the stacked update is the
+  per-candidate update; the per-epoch cosine schedule is the same;
+- divergence checks, scoring, early stopping and timeouts are per candidate at the same steps
+  and epochs; a candidate that stops early keeps the outcome it stopped with (its slice keeps
+  training until the whole group stops, which changes nothing reported).
+
+On the CPU in fp32 fused and naive results agree to rounding; on CUDA with bf16 autocast they
+differ by bf16 rounding in a different order (batched vs. single products), i.e. within the
+seed-to-seed spread (bench/eval_throughput.py measures both).
+
+:func:`evaluate_fused` is an opt-in drop-in for :func:`evaluate` on MAD jobs: it groups
+compatible jobs and returns the same :class:`EvalResult` records. ``evaluate`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from primitives.attention import apply_rotary, rotary_cos_sin
+from primitives.counting import count_parameters, layer_parameters
+from primitives.evaluator import (
+    EvalJob,
+    EvalResult,
+    Fidelity,
+    _dataset,
+    _model_config,
+    _one_line,
+    _peak_mem_mb,
+    _resolve,
+)
+from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
+from primitives.mamba2 import ssd_chunked
+from primitives.model import ArrangementModel, ModelConfig, build_model
+from primitives.training import (
+    Accuracy,
+    FitOutcome,
+    LoopConfig,
+    _autocast,
+    _cosine_lr,
+    _outcome,
+)
+
+__all__ = ["FusedArrangements", "evaluate_fused", "fit_and_score_fused", "fused_models"]
+
+DEFAULT_MAX_K = 32
+
+
+def _bmm_t(x: Tensor, w: Tensor) -> Tensor:
+    """Per-candidate x @ wᵀ. x (K, B, T, I), w (K, O, I) -> (K, B, T, O)."""
+    k, b, t, i = x.shape
+    out = torch.bmm(x.reshape(k, b * t, i), w.transpose(1, 2))  # (K, B·T, O)
+    return out.view(k, b, t, w.shape[1])  # (K, B, T, O)
+
+
+def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """RMSNorm per candidate. x (K, B, T, D), weight (K, D) -> (K, B, T, D)."""
+    return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight[:, None, None, :]
+
+
+def _stack(tensors: list[Tensor]) -> nn.Parameter:
+    return nn.Parameter(torch.stack([t.detach().clone() for t in tensors]))  # (K, ...)
+
+
+class _StackedMixer(nn.Module):
+    """One primitive at one layer for K_p candidates (pre-norm residual block, stacked)."""
+
+    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.compiled = False
+        self.norm = _stack([blk.norm.weight for blk in blocks])  # type: ignore[union-attr]
+
+    def params(self) -> tuple[Tensor, ...]:
+        """The tensors :meth:`block` reads, the norm weight first."""
+        raise NotImplementedError
+
+    def consts(self, x: Tensor) -> tuple[Any, ...]:
+        """The Python scalars :meth:`block` reads, eps first."""
+        raise NotImplementedError
+
+    @staticmethod
+    def block(x: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
+        """The stacked block as a pure function (so one compiled graph serves every layer)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x (K_p, B, T, D). Returns: the block output x + mixer(norm(x)), same shape."""
+        cst = self.consts(x)
+        # the Mamba2 path through mamba-ssm's kernel (last const True) is never compiled
+        fn = _compiled(type(self)) if self.compiled and cst[-1] is not True else type(self).block
+        return fn(x, (self.norm, *self.params()), cst)
+
+    def export(self, slot: int, block: nn.Module) -> None:
+        """Copy candidate ``slot``'s weights back into a naive Block."""
+        with torch.no_grad():
+            block.norm.weight.copy_(self.norm[slot])  # type: ignore[union-attr,operator]
+
+
+class _StackedAttention(_StackedMixer):
+    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+        super().__init__(blocks, eps)
+        att = [blk.mixer for blk in blocks]
+        self.cfg = att[0].cfg  # type: ignore[union-attr]
+        # qkv (K, (H + 2G)·P, D): q, k and v projections concatenated on the output axis
+        self.qkv = _stack(
+            [
+                torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])  # type: ignore[union-attr]
+                for a in att
+            ]
+        )
+        self.o = _stack([a.o_proj.weight for a in att])  # type: ignore[union-attr]  # (K, D, H·P)
+
+    def params(self) -> tuple[Tensor, ...]:
+        return (self.qkv, self.o)
+
+    def consts(self, x: Tensor) -> tuple[Any, ...]:
+        c = self.cfg
+        return (self.eps, c.n_heads, c.kv_heads, c.head_dim, c.rope_theta)
+
+    @staticmethod
+    def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
+        norm, qkv_w, o_w = prm
+        eps, h, g, p, theta = cst
+        x = _rms(x_in, norm, eps)  # (K, B, T, D)
+        k, b, t, _ = x.shape
+        qkv = _bmm_t(x, qkv_w)  # (K, B, T, (H + 2G)·P)
+        q, kk, v = torch.split(qkv, [h * p, g * p, g * p], dim=-1)
+        q = q.reshape(k * b, t, h, p).transpose(1, 2)  # (K·B, H, T, P)
+        kk = kk.reshape(k * b, t, g, p).transpose(1, 2)  # (K·B, G, T, P)
+        v = v.reshape(k * b, t, g, p).transpose(1, 2)  # (K·B, G, T, P)
+        cos, sin = rotary_cos_sin(t, p, theta, device=x.device, dtype=q.dtype)
+        q, kk = apply_rotary(q, cos, sin), apply_rotary(kk, cos, sin)
+        if g != h:
+            kk = kk.repeat_interleave(h // g, dim=1)  # (K·B, H, T, P)
+            v = v.repeat_interleave(h // g, dim=1)  # (K·B, H, T, P)
+        y = F.scaled_dot_product_attention(q, kk, v, is_causal=True)  # (K·B, H, T, P)
+        y = y.transpose(1, 2).reshape(k, b, t, h * p)  # (K, B, T, H·P)
+        return x_in + _bmm_t(y, o_w)  # (K, B, T, D)
+
+    def export(self, slot: int, block: nn.Module) -> None:
+        super().export(slot, block)
+        a = block.mixer
+        hp, gp = self.cfg.n_heads * self.cfg.head_dim, self.cfg.kv_heads * self.cfg.head_dim
+        with torch.no_grad():
+            q, kk, v = torch.split(self.qkv[slot], [hp, gp, gp])  # (H·P, D), (G·P, D) x2
+            a.q_proj.weight.copy_(q)  # type: ignore[union-attr,operator]
+            a.k_proj.weight.copy_(kk)  # type: ignore[union-attr,operator]
+            a.v_proj.weight.copy_(v)  # type: ignore[union-attr,operator]
+            a.o_proj.weight.copy_(self.o[slot])  # type: ignore[union-attr,operator]
+
+
+class _StackedMLP(_StackedMixer):
+    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+        super().__init__(blocks, eps)
+        mlps = [blk.mixer for blk in blocks]
+        self.hidden = mlps[0].cfg.hidden  # type: ignore[union-attr]
+        # w13 (K, 2F, D): gate w1 then up w3; w2 (K, D, F)
+        self.w13 = _stack([torch.cat([m.w1.weight, m.w3.weight]) for m in mlps])  # type: ignore[union-attr]
+        self.w2 = _stack([m.w2.weight for m in mlps])  # type: ignore[union-attr]
+
+    def params(self) -> tuple[Tensor, ...]:
+        return (self.w13, self.w2)
+
+    def consts(self, x: Tensor) -> tuple[Any, ...]:
+        return (self.eps,)
+
+    @staticmethod
+    def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
+        norm, w13, w2 = prm
+        x = _rms(x_in, norm, cst[0])  # (K, B, T, D)
+        gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
+        return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
+
+    def export(self, slot: int, block: nn.Module) -> None:
+        super().export(slot, block)
+        m = block.mixer
+        with torch.no_grad():
+            w1, w3 = self.w13[slot].chunk(2)  # (F, D) each
+            m.w1.weight.copy_(w1)  # type: ignore[union-attr,operator]
+            m.w3.weight.copy_(w3)  # type: ignore[union-attr,operator]
+            m.w2.weight.copy_(self.w2[slot])  # type: ignore[union-attr,operator]
+
+
+class _StackedMamba(_StackedMixer):
+    _NAMES = ("in_proj", "conv_w", "conv_b", "dt_bias", "A_log", "D", "gnorm", "out_proj")
+
+    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+        super().__init__(blocks, eps)
+        mbs = [blk.mixer for blk in blocks]
+        self.cfg = mbs[0].cfg  # type: ignore[union-attr]
+        self.in_proj = _stack([m.in_proj.weight for m in mbs])  # type: ignore[union-attr]
+        self.conv_w = _stack([m.conv1d.weight for m in mbs])  # type: ignore[union-attr]  # (K, C, 1, W)
+        self.conv_b = _stack([m.conv1d.bias for m in mbs])  # type: ignore[union-attr]  # (K, C)
+        self.dt_bias = _stack([m.dt_bias for m in mbs])  # type: ignore[union-attr]  # (K, H)
+        self.A_log = _stack([m.A_log for m in mbs])  # type: ignore[union-attr]  # (K, H)
+        self.D = _stack([m.D for m in mbs])  # type: ignore[union-attr]  # (K, H)
+        self.gnorm = _stack([m.norm.weight for m in mbs])  # type: ignore[union-attr]  # (K, E)
+        self.out_proj = _stack([m.out_proj.weight for m in mbs])  # type: ignore[union-attr]
+
+    def _use_triton(self, x: Tensor) -> bool:
+        from primitives.mamba2 import mamba_ssm_available
+
+        if self.cfg.impl == "torch" or not x.is_cuda:
+            return False
+        return self.cfg.impl == "triton" or mamba_ssm_available()
+
+    def params(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, name) for name in self._NAMES)
+
+    def consts(self, x: Tensor) -> tuple[Any, ...]:
+        c = self.cfg
+        dims = (c.nheads, c.headdim, c.ngroups, c.d_state, c.d_inner, c.conv_dim, c.d_conv)
+        return (self.eps, *dims, c.chunk_size, c.norm_eps, self._use_triton(x))
+
+    @staticmethod
+    def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
+        norm, in_proj, conv_w, conv_b, dt_bias, a_log, d_skip, gnorm, out_proj = prm
+        eps, h, p, g, n, e, c, w, chunk, norm_eps, use_triton = cst
+        u = _rms(x_in, norm, eps)  # (K, B, T, D)
+        k, b, t, _ = u.shape
+        zxbcdt = _bmm_t(u, in_proj)  # (K, B, T, 2E + 2GN + H)
+        # z (K, B, T, E), xbc (K, B, T, C), dt (K, B, T, H)
+        z, xbc, dt = torch.split(zxbcdt, [e, c, h], dim=-1)
+        # depthwise causal conv with the candidates folded into the channels
+        xbc = xbc.permute(1, 0, 3, 2).reshape(b, k * c, t)  # (B, K·C, T)
+        xbc = F.conv1d(
+            xbc,
+            conv_w.reshape(k * c, 1, w).to(xbc.dtype),  # (K·C, 1, W)
+            conv_b.reshape(k * c).to(xbc.dtype),  # (K·C,)
+            padding=w - 1,
+            groups=k * c,
+        )[..., :t]  # (B, K·C, T): causal part
+        xbc = F.silu(xbc).view(b, k, c, t).permute(0, 3, 1, 2)  # (B, T, K, C)
+        # candidates folded into heads: head k·H + h' reads group k·G + h' // (H / G)
+        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
+        x = x.reshape(b, t, k * h, p)  # (B, T, K·H, P)
+        bmat = bmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
+        cmat = cmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
+        dtf = dt.permute(1, 2, 0, 3).reshape(b, t, k * h)  # (B, T, K·H)
+        a = -torch.exp(a_log.float()).reshape(k * h)  # (K·H,)
+        if use_triton:
+            from primitives.kernels.mamba_ssm import load_mamba_chunk_scan_combined
+
+            kernel = load_mamba_chunk_scan_combined()
+            y = kernel(
+                x,
+                dtf,
+                a,
+                bmat,
+                cmat,
+                chunk,
+                D=d_skip.reshape(k * h),
+                dt_bias=dt_bias.reshape(k * h),
+                dt_softplus=True,
+            )  # (B, T, K·H, P)
+        else:
+            step = F.softplus(dtf.float() + dt_bias.float().reshape(k * h))  # (B, T, K·H)
+            y = ssd_chunked(
+                x, step, a, bmat, cmat, chunk, D=d_skip.reshape(k * h)
+            )  # (B, T, K·H, P)
+        assert isinstance(y, Tensor)
+        y = y.reshape(b, t, k, e).permute(2, 0, 1, 3)  # (K, B, T, E)
+        # gated RMSNorm (fp32 inside), RMS over groups of E / G features
+        gated = y.float() * F.silu(z.float())  # (K, B, T, E)
+        grouped = gated.reshape(k, b, t, g, e // g)  # (K, B, T, G, E/G)
+        scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + norm_eps)
+        normed = (grouped * scale).reshape(k, b, t, e)  # (K, B, T, E)
+        y = (normed * gnorm.float()[:, None, None, :]).to(y.dtype)  # (K, B, T, E)
+        return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
+
+    def export(self, slot: int, block: nn.Module) -> None:
+        super().export(slot, block)
+        m = block.mixer
+        targets = (
+            m.in_proj.weight,  # type: ignore[union-attr]
+            m.conv1d.weight,  # type: ignore[union-attr]
+            m.conv1d.bias,  # type: ignore[union-attr]
+            m.dt_bias,
+            m.A_log,
+            m.D,
+            m.norm.weight,  # type: ignore[union-attr]
+            m.out_proj.weight,  # type: ignore[union-attr]
+        )
+        with torch.no_grad():
+            for name, target in zip(self._NAMES, targets, strict=True):
+                target.copy_(getattr(self, name)[slot])  # type: ignore[operator]
+
+
+_COMPILED: dict[type[_StackedMixer], Callable[..., Tensor]] = {}
+
+
+def _compiled(cls: type[_StackedMixer]) -> Callable[..., Tensor]:
+    """``torch.compile`` of ``cls.block``, built once per primitive and shared by all layers."""
+    if cls not in _COMPILED:
+        _COMPILED[cls] = torch.compile(cls.block)
+    return _COMPILED[cls]
+
+
+_STACKED: dict[str, type[_StackedMixer]] = {
+    "mA": _StackedAttention,
+    "M": _StackedMLP,
+    "Mb": _StackedMamba,
+}
+
+
+@dataclass(frozen=True)
+class _Group:
+    kind: str
+    slots: tuple[int, ...]
+
+
+class FusedArrangements(nn.Module):
+    """K candidate models of one depth and shape, trained as one module on shared batches.
+
+    Args:
+        models: naive :class:`ArrangementModel` s (their weights are copied; they are not kept).
+            All must share every :class:`ModelConfig` field except ``layers``, and the depth.
+
+    forward(tokens (B, T)) -> logits (K, B, T, V).
+    """
+
+    def __init__(self, models: Sequence[ArrangementModel]) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("FusedArrangements needs at least one model")
+        cfgs = [m.cfg for m in models]
+        base = cfgs[0]
+        for cfg in cfgs[1:]:
+            if cfg.to_dict() | {"layers": None} != base.to_dict() | {"layers": None}:
+                raise ValueError("fused models must share every ModelConfig field but layers")
+            if len(cfg.layers) != len(base.layers):
+                raise ValueError("fused models must have the same depth")
+        if base.tie_embeddings:
+            raise ValueError("tied embeddings are not supported by FusedArrangements")
+        self.cfgs = cfgs
+        self.k = len(models)
+        self.eps = base.norm_eps
+        self.embed = _stack([m.embed.weight for m in models])  # (K, V, D)
+        self.layer_groups: list[list[_Group]] = []
+        self.mixers = nn.ModuleList()
+        for i in range(len(base.layers)):
+            groups = []
+            for kind in dict.fromkeys(cfg.layers[i] for cfg in cfgs):
+                slots = tuple(j for j, cfg in enumerate(cfgs) if cfg.layers[i] == kind)
+                blocks = [models[j].layers[i] for j in slots]
+                self.mixers.append(_STACKED[kind](blocks, self.eps))
+                groups.append(_Group(kind, slots))
+                self.register_buffer(
+                    f"slots_{i}_{kind}", torch.tensor(slots, dtype=torch.long), persistent=False
+                )
+            self.layer_groups.append(groups)
+        self.has_decoder = base.head == "compression"
+        if self.has_decoder:
+            decs = [m.decoder for m in models]
+            self.register_buffer("dec_pos", models[0].get_buffer("dec_pos").clone(), False)
+            self.dec_n1 = _stack([d[0].weight for d in decs])  # type: ignore[index]  # (K, D)
+            self.dec_w1 = _stack([d[1].weight for d in decs])  # type: ignore[index]  # (K, D, D)
+            self.dec_b1 = _stack([d[1].bias for d in decs])  # type: ignore[index]  # (K, D)
+            self.dec_n2 = _stack([d[3].weight for d in decs])  # type: ignore[index]
+            self.dec_w2 = _stack([d[4].weight for d in decs])  # type: ignore[index]
+            self.dec_b2 = _stack([d[4].bias for d in decs])  # type: ignore[index]
+        self.norm_f = _stack([m.norm_f.weight for m in models])  # (K, D)
+        self.head_w = _stack([m.head.weight for m in models])  # (K, V, D)
+        self.head_b = _stack([m.head.bias for m in models]) if base.head_bias else None  # (K, V)
+
+    def compile_blocks(self, on: bool = True) -> FusedArrangements:
+        """Run every stacked block through ``torch.compile`` (one graph per primitive, shared
+        by all layers; recompiled for new shapes). Off by default; returns self."""
+        for mixer in self.mixers:
+            mixer.compiled = on  # type: ignore[assignment]
+        return self
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Args: tokens (B, T) int64, shared by all candidates. Returns: (K, B, T, V)."""
+        x = self.embed[:, tokens]  # (K, B, T, D)
+        mixers = iter(self.mixers)
+        for i, groups in enumerate(self.layer_groups):
+            if len(groups) == 1:
+                x = next(mixers)(x)  # (K, B, T, D): every candidate has this primitive
+                continue
+            new = x
+            for grp in groups:
+                slots = self.get_buffer(f"slots_{i}_{grp.kind}")  # (K_p,)
+                out = next(mixers)(x.index_select(0, slots))  # (K_p, B, T, D)
+                new = new.index_copy(0, slots, out.to(new.dtype))  # (K, B, T, D)
+            x = new
+        if self.has_decoder:
+            t = tokens.shape[1]
+            pos = self.get_buffer("dec_pos")[:t].to(x.dtype)  # (T, D)
+            h = x[:, :, -1:, :] + pos  # (K, B, T, D)
+            h = _bmm_t(_rms(h, self.dec_n1, self.eps), self.dec_w1)  # (K, B, T, D)
+            h = F.gelu(h + self.dec_b1[:, None, None])
+            h = _bmm_t(_rms(h, self.dec_n2, self.eps), self.dec_w2)  # (K, B, T, D)
+            h = F.gelu(h + self.dec_b2[:, None, None])
+            x = h  # (K, B, T, D)
+        logits = _bmm_t(_rms(x, self.norm_f, self.eps), self.head_w)  # (K, B, T, V)
+        if self.head_b is not None:
+            logits = logits + self.head_b[:, None, None, :].to(logits.dtype)
+        return logits
+
+    def export(self, slot: int, model: ArrangementModel) -> None:
+        """Copy candidate ``slot``'s current weights into a naive model of its config."""
+        mixers = iter(self.mixers)
+        for i, groups in enumerate(self.layer_groups):
+            for grp in groups:
+                stacked = next(mixers)
+                if slot in grp.slots:
+                    stacked.export(grp.slots.index(slot), model.layers[i])  # type: ignore[operator]
+        with torch.no_grad():
+            model.embed.weight.copy_(self.embed[slot])
+            model.norm_f.weight.copy_(self.norm_f[slot])
+            model.head.weight.copy_(self.head_w[slot])
+            if self.head_b is not None:
+                model.head.bias.copy_(self.head_b[slot])
+            if self.has_decoder:
+                dec = model.decoder
+                assert dec is not None
+                dec[0].weight.copy_(self.dec_n1[slot])
+                dec[1].weight.copy_(self.dec_w1[slot])
+                dec[1].bias.copy_(self.dec_b1[slot])
+                dec[3].weight.copy_(self.dec_n2[slot])
+                dec[4].weight.copy_(self.dec_w2[slot])
+                dec[4].bias.copy_(self.dec_b2[slot])
+
+
+def fused_models(cfgs: Sequence[ModelConfig], seeds: Sequence[int]) -> FusedArrangements:
+    """Build each naive model under ``torch.manual_seed(seed)`` and fuse them (CPU, fp32)."""
+    models = []
+    for cfg, seed in zip(cfgs, seeds, strict=True):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg))
+    return FusedArrangements(models)
+
+
+def _fused_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum over candidates of each candidate's mean token loss, and the per-candidate losses.
+
+    Args: logits (K, B, T, V); targets (B, T) with IGNORE_INDEX where not scored.
+    Returns: (scalar sum, (K,) per-candidate means).
+    """
+    k = logits.shape[0]
+    flat = logits.float().flatten(0, 2)  # (K·B·T, V)
+    tgt = targets.expand(k, *targets.shape).flatten()  # (K·B·T,)
+    each = F.cross_entropy(flat, tgt, ignore_index=IGNORE_INDEX, reduction="none")
+    n_valid = (targets != IGNORE_INDEX).sum()  # () on device: no sync
+    per = each.view(k, -1).sum(dim=1) / n_valid  # (K,)
+    return per.sum(), per
+
+
+@torch.no_grad()
+def _score_fused(
+    model: FusedArrangements,
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    vocab_size: int,
+    batch_size: int,
+    bf16: bool,
+) -> list[Accuracy]:
+    """Per-candidate macro and token accuracy, with one host sync."""
+    was_training = model.training
+    model.eval()
+    k = model.k
+    total = torch.zeros(k, vocab_size + 1, dtype=torch.int64, device=targets.device)
+    correct = torch.zeros_like(total)
+    with _autocast(inputs.device, bf16):
+        for start in range(0, inputs.shape[0], batch_size):
+            logits = model(inputs[start : start + batch_size])  # (K, b, T, V)
+            tgt = targets[start : start + batch_size]  # (b, T)
+            scored = (tgt != IGNORE_INDEX).expand(k, *tgt.shape)  # (K, b, T)
+            hit = scored & (logits.argmax(dim=-1) == tgt)  # (K, b, T)
+            classes = torch.where(scored, tgt, vocab_size).flatten(1)  # (K, b·T)
+            hits = torch.where(hit, tgt, vocab_size).flatten(1)  # (K, b·T)
+            ones = torch.ones_like(classes)
+            total.scatter_add_(1, classes, ones)
+            correct.scatter_add_(1, hits, ones)
+    model.train(was_training)
+    counts = torch.stack([total[:, :vocab_size], correct[:, :vocab_size]]).cpu().double()
+    out = []
+    for j in range(k):
+        tot, cor = counts[0, j], counts[1, j]  # (V,) each
+        present = tot > 0
+        if not bool(present.any()):
+            out.append(Accuracy(macro=0.0, token=0.0))
+            continue
+        macro = float((cor[present] / tot[present]).mean())
+        out.append(Accuracy(macro=macro, token=float(cor.sum() / tot.sum())))
+    return out
+
+
+def fit_and_score_fused(
+    model: FusedArrangements,
+    fit: MadSplit,
+    score_set: MadSplit,
+    cfg: LoopConfig,
+    *,
+    vocab_size: int,
+    seed: int,
+    deadline: float | None = None,
+) -> list[FitOutcome]:
+    """:func:`primitives.training.fit_and_score` for K fused candidates; one outcome each."""
+    device = next(model.parameters()).device
+    k = model.k
+    x, y = fit.inputs.to(device), fit.targets.to(device)  # (n, T) each
+    xs, ys = score_set.inputs.to(device), score_set.targets.to(device)
+    n = x.shape[0]
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch)
+    shuffle = torch.Generator().manual_seed(seed)
+    order = torch.stack([torch.randperm(n, generator=shuffle) for _ in range(cfg.epochs)])
+    order = order.to(device)  # (E, n)
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
+    )
+    losses = torch.zeros(cfg.epochs * steps_per_epoch, k, device=device)  # (steps, K)
+    done: list[FitOutcome | None] = [None] * k
+    accs: list[Accuracy | None] = [None] * k
+    bound = torch.full((k,), math.inf)
+    step, checked = 0, 0
+
+    def finish(j: int, status: str, acc: Accuracy | None, epochs: int, early: bool) -> None:
+        curve = losses[:step, j]  # (step,)
+        done[j] = _outcome(curve, status, acc, step, epochs, steps_per_epoch, early)
+
+    def check(epochs: int) -> None:
+        nonlocal checked, bound
+        if step == checked:
+            return
+        worst = losses[checked:step].max(dim=0).values.cpu()  # (K,): one host sync
+        if math.isinf(float(bound.max())):
+            first = losses[0].cpu()  # (K,)
+            bound = torch.where(
+                torch.isfinite(first),
+                torch.clamp(cfg.diverge_factor * first, max=1e4),
+                torch.full_like(first, -math.inf),
+            )
+        checked = step
+        for j in range(k):
+            if done[j] is None and (not math.isfinite(float(worst[j])) or worst[j] > bound[j]):
+                finish(j, "diverged", None, epochs, False)
+
+    model.train()
+    epochs_run = 0
+    for epoch in range(cfg.epochs):
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(cfg, epoch)
+        for b in range(steps_per_epoch):
+            idx = order[epoch, b * batch : (b + 1) * batch]  # (batch,)
+            with _autocast(device, cfg.bf16):
+                logits = model(x[idx])  # (K, batch, T, V)
+            loss, per = _fused_loss(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            losses[step] = per.detach()
+            step += 1
+            if step % cfg.check_every == 0:
+                check(epochs_run)
+        check(epochs_run)
+        epochs_run = epoch + 1
+        if all(d is not None for d in done):
+            break
+        if epochs_run % cfg.eval_every == 0 or epochs_run == cfg.epochs:
+            scored = _score_fused(
+                model, xs, ys, vocab_size=vocab_size, batch_size=cfg.eval_batch_size, bf16=cfg.bf16
+            )
+            for j in range(k):
+                if done[j] is None:
+                    accs[j] = scored[j]
+                    if scored[j].macro >= cfg.early_stop_acc:
+                        finish(j, "ok", scored[j], epochs_run, True)
+        if all(d is not None for d in done):
+            break
+        if deadline is not None and time.perf_counter() > deadline and epochs_run < cfg.epochs:
+            for j in range(k):
+                if done[j] is None:
+                    finish(j, "timeout", None, epochs_run, False)
+            break
+    for j in range(k):
+        if done[j] is None:
+            finish(j, "ok", accs[j], epochs_run, False)
+    return [d for d in done if d is not None]
+
+
+def evaluate_fused(
+    jobs: Sequence[EvalJob],
+    *,
+    max_k: int = DEFAULT_MAX_K,
+    time_limit_s: float | None = None,
+) -> list[EvalResult]:
+    """Like :func:`primitives.evaluator.evaluate` for MAD jobs, fusing compatible jobs.
+
+    Jobs with the same fidelity, seed, split, device and depth train together, up to ``max_k``
+    per fused step, task by task in :data:`TASK_NAMES` order; a job drops out of later tasks once
+    one of its tasks fails (as ``evaluate`` stops a job at its first failing task). Per-task
+    ``wall_s`` is the fused task's wall time divided by the candidates in it (amortised);
+    ``fused_k`` records that count. ``time_limit_s`` bounds each fused group.
+
+    Raises:
+        ValueError: a malformed job, or an LM task (use ``evaluate`` for those).
+    """
+    resolved = []
+    for job in jobs:
+        if job.task not in ("mad", *TASK_NAMES):
+            raise ValueError(f"evaluate_fused takes MAD tasks only, got {job.task!r}")
+        resolved.append(_resolve(job))
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, (job, (fid, _, device)) in enumerate(zip(jobs, resolved, strict=True)):
+        key = (fid, job.seed, job.split, str(device), len(job.layers))
+        groups.setdefault(key, []).append(i)
+    results: list[EvalResult | None] = [None] * len(jobs)
+    for members in groups.values():
+        for start in range(0, len(members), max_k):
+            chunk = members[start : start + max_k]
+            for i, res in zip(chunk, _run_group(jobs, resolved, chunk, time_limit_s), strict=True):
+                results[i] = res
+    return [r for r in results if r is not None]
+
+
+def _run_group(
+    jobs: Sequence[EvalJob],
+    resolved: Sequence[tuple[Fidelity, list[MadTask], torch.device]],
+    members: list[int],
+    time_limit_s: float | None,
+) -> list[EvalResult]:
+    start = time.perf_counter()
+    deadline = None if time_limit_s is None else start + time_limit_s
+    fid, _, device = resolved[members[0]]
+    job0 = jobs[members[0]]
+    cuda = device.type == "cuda"
+    device_name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    per_task: dict[int, dict[str, dict[str, float]]] = {i: {} for i in members}
+    status: dict[int, str] = dict.fromkeys(members, "ok")
+    error: dict[int, str | None] = dict.fromkeys(members)
+    try:
+        for task_name in TASK_NAMES:
+            active = [
+                i
+                for i in members
+                if status[i] == "ok" and any(t.name == task_name for t in resolved[i][1])
+            ]
+            if not active:
+                continue
+            task = next(t for t in resolved[active[0]][1] if t.name == task_name)
+            t0 = time.perf_counter()
+            task_index = TASK_NAMES.index(task_name)
+            seed = job0.seed * 1000 + task_index
+            fit, score_set = split_for(_dataset(task, MAD_DATA_SEED + job0.seed), job0.split)
+            cfgs = [_model_config(jobs[i].layers, fid, task) for i in active]
+            model = fused_models(cfgs, [seed] * len(active)).to(device)
+            outs = fit_and_score_fused(
+                model,
+                fit,
+                score_set,
+                fid.loop(),
+                vocab_size=task.vocab_size,
+                seed=seed,
+                deadline=deadline,
+            )
+            wall = (time.perf_counter() - t0) / len(active)
+            for i, cfg, out in zip(active, cfgs, outs, strict=True):
+                if out.status == "diverged":
+                    status[i] = "diverged"
+                    error[i] = f"{task_name}: loss diverged after {out.n_steps} steps"
+                    continue
+                if out.status == "timeout":
+                    status[i] = "timeout"
+                    error[i] = f"{task_name}: time limit reached after {out.n_epochs} epochs"
+                    continue
+                assert out.accuracy is not None
+                per_task[i][task_name] = {
+                    "macro_acc": out.accuracy.macro,
+                    "token_acc": out.accuracy.token,
+                    "final_loss": out.final_loss,
+                    "loss_first": out.loss_first,
+                    "loss_min": out.loss_min,
+                    "loss_last": out.loss_last,
+                    "n_steps": float(out.n_steps),
+                    "n_epochs": float(out.n_epochs),
+                    "early_stopped": float(out.early_stopped),
+                    "n_params": float(count_parameters(cfg)),
+                    "wall_s": wall,
+                    "fused_k": float(len(active)),
+                }
+            del model
+    except torch.cuda.OutOfMemoryError as exc:
+        for i in members:
+            if status[i] == "ok":
+                status[i], error[i] = "oom", _one_line(exc)
+    except Exception as exc:  # a failed group is an outcome for each of its jobs
+        for i in members:
+            if status[i] == "ok":
+                status[i], error[i] = "error", f"{type(exc).__name__}: {_one_line(exc)}"
+    finally:
+        peak = _peak_mem_mb(device)
+        if cuda:
+            torch.cuda.empty_cache()
+    wall_s = time.perf_counter() - start
+    results = []
+    for i in members:
+        job = jobs[i]
+        tasks = resolved[i][1]
+        cfg0 = _model_config(job.layers, fid, tasks[0])
+        score = None
+        if status[i] == "ok":
+            score = sum(m["macro_acc"] for m in per_task[i].values()) / len(per_task[i])
+        results.append(
+            EvalResult(
+                job=job,
+                status=status[i],
+                score=score,
+                per_task=per_task[i],
+                wall_s=wall_s / len(members),
+                device=device_name,
+                peak_mem_mb=peak,
+                error=error[i],
+                n_params=sum(layer_parameters(cfg0, kind) for kind in job.layers),
+            )
+        )
+    return results
