@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,11 +89,11 @@ def _stack(tensors: list[Tensor]) -> nn.Parameter:
 class _StackedMixer(nn.Module):
     """One primitive at one layer for K_p candidates (pre-norm residual block, stacked)."""
 
-    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+    def __init__(self, blocks: list[Any], eps: float) -> None:
         super().__init__()
         self.eps = eps
         self.compiled = False
-        self.norm = _stack([blk.norm.weight for blk in blocks])  # type: ignore[union-attr]
+        self.norm = _stack([blk.norm.weight for blk in blocks])
 
     def params(self) -> tuple[Tensor, ...]:
         """The tensors :meth:`block` reads, the norm weight first."""
@@ -115,25 +115,22 @@ class _StackedMixer(nn.Module):
         fn = _compiled(type(self)) if self.compiled and cst[-1] is not True else type(self).block
         return fn(x, (self.norm, *self.params()), cst)
 
-    def export(self, slot: int, block: nn.Module) -> None:
+    def export(self, slot: int, block: Any) -> None:
         """Copy candidate ``slot``'s weights back into a naive Block."""
         with torch.no_grad():
-            block.norm.weight.copy_(self.norm[slot])  # type: ignore[union-attr,operator]
+            block.norm.weight.copy_(self.norm[slot])
 
 
 class _StackedAttention(_StackedMixer):
-    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+    def __init__(self, blocks: list[Any], eps: float) -> None:
         super().__init__(blocks, eps)
         att = [blk.mixer for blk in blocks]
-        self.cfg = att[0].cfg  # type: ignore[union-attr]
+        self.cfg = att[0].cfg
         # qkv (K, (H + 2G)·P, D): q, k and v projections concatenated on the output axis
         self.qkv = _stack(
-            [
-                torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])  # type: ignore[union-attr]
-                for a in att
-            ]
+            [torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]) for a in att]
         )
-        self.o = _stack([a.o_proj.weight for a in att])  # type: ignore[union-attr]  # (K, D, H·P)
+        self.o = _stack([a.o_proj.weight for a in att])  # (K, D, H·P)
 
     def params(self) -> tuple[Tensor, ...]:
         return (self.qkv, self.o)
@@ -162,26 +159,26 @@ class _StackedAttention(_StackedMixer):
         y = y.transpose(1, 2).reshape(k, b, t, h * p)  # (K, B, T, H·P)
         return x_in + _bmm_t(y, o_w)  # (K, B, T, D)
 
-    def export(self, slot: int, block: nn.Module) -> None:
+    def export(self, slot: int, block: Any) -> None:
         super().export(slot, block)
         a = block.mixer
         hp, gp = self.cfg.n_heads * self.cfg.head_dim, self.cfg.kv_heads * self.cfg.head_dim
         with torch.no_grad():
             q, kk, v = torch.split(self.qkv[slot], [hp, gp, gp])  # (H·P, D), (G·P, D) x2
-            a.q_proj.weight.copy_(q)  # type: ignore[union-attr,operator]
-            a.k_proj.weight.copy_(kk)  # type: ignore[union-attr,operator]
-            a.v_proj.weight.copy_(v)  # type: ignore[union-attr,operator]
-            a.o_proj.weight.copy_(self.o[slot])  # type: ignore[union-attr,operator]
+            a.q_proj.weight.copy_(q)
+            a.k_proj.weight.copy_(kk)
+            a.v_proj.weight.copy_(v)
+            a.o_proj.weight.copy_(self.o[slot])
 
 
 class _StackedMLP(_StackedMixer):
-    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+    def __init__(self, blocks: list[Any], eps: float) -> None:
         super().__init__(blocks, eps)
         mlps = [blk.mixer for blk in blocks]
-        self.hidden = mlps[0].cfg.hidden  # type: ignore[union-attr]
+        self.hidden = mlps[0].cfg.hidden
         # w13 (K, 2F, D): gate w1 then up w3; w2 (K, D, F)
-        self.w13 = _stack([torch.cat([m.w1.weight, m.w3.weight]) for m in mlps])  # type: ignore[union-attr]
-        self.w2 = _stack([m.w2.weight for m in mlps])  # type: ignore[union-attr]
+        self.w13 = _stack([torch.cat([m.w1.weight, m.w3.weight]) for m in mlps])
+        self.w2 = _stack([m.w2.weight for m in mlps])
 
     def params(self) -> tuple[Tensor, ...]:
         return (self.w13, self.w2)
@@ -196,34 +193,34 @@ class _StackedMLP(_StackedMixer):
         gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
         return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
 
-    def export(self, slot: int, block: nn.Module) -> None:
+    def export(self, slot: int, block: Any) -> None:
         super().export(slot, block)
         m = block.mixer
         with torch.no_grad():
             w1, w3 = self.w13[slot].chunk(2)  # (F, D) each
-            m.w1.weight.copy_(w1)  # type: ignore[union-attr,operator]
-            m.w3.weight.copy_(w3)  # type: ignore[union-attr,operator]
-            m.w2.weight.copy_(self.w2[slot])  # type: ignore[union-attr,operator]
+            m.w1.weight.copy_(w1)
+            m.w3.weight.copy_(w3)
+            m.w2.weight.copy_(self.w2[slot])
 
 
 class _StackedMamba(_StackedMixer):
     _NAMES = ("in_proj", "conv_w", "conv_b", "dt_bias", "A_log", "D", "gnorm", "out_proj")
 
-    def __init__(self, blocks: list[nn.Module], eps: float) -> None:
+    def __init__(self, blocks: list[Any], eps: float) -> None:
         super().__init__(blocks, eps)
         mbs = [blk.mixer for blk in blocks]
-        self.cfg = mbs[0].cfg  # type: ignore[union-attr]
-        self.in_proj = _stack([m.in_proj.weight for m in mbs])  # type: ignore[union-attr]
-        self.conv_w = _stack([m.conv1d.weight for m in mbs])  # type: ignore[union-attr]  # (K, C, 1, W)
-        self.conv_b = _stack([m.conv1d.bias for m in mbs])  # type: ignore[union-attr]  # (K, C)
-        self.dt_bias = _stack([m.dt_bias for m in mbs])  # type: ignore[union-attr]  # (K, H)
-        self.A_log = _stack([m.A_log for m in mbs])  # type: ignore[union-attr]  # (K, H)
-        self.D = _stack([m.D for m in mbs])  # type: ignore[union-attr]  # (K, H)
-        self.gnorm = _stack([m.norm.weight for m in mbs])  # type: ignore[union-attr]  # (K, E)
-        self.out_proj = _stack([m.out_proj.weight for m in mbs])  # type: ignore[union-attr]
+        self.cfg = mbs[0].cfg
+        self.in_proj = _stack([m.in_proj.weight for m in mbs])
+        self.conv_w = _stack([m.conv1d.weight for m in mbs])  # (K, C, 1, W)
+        self.conv_b = _stack([m.conv1d.bias for m in mbs])  # (K, C)
+        self.dt_bias = _stack([m.dt_bias for m in mbs])  # (K, H)
+        self.A_log = _stack([m.A_log for m in mbs])  # (K, H)
+        self.D = _stack([m.D for m in mbs])  # (K, H)
+        self.gnorm = _stack([m.norm.weight for m in mbs])  # (K, E)
+        self.out_proj = _stack([m.out_proj.weight for m in mbs])
 
     def _use_triton(self, x: Tensor) -> bool:
-        from primitives.mamba2 import mamba_ssm_available
+        from primitives.kernels.mamba_ssm import mamba_ssm_available
 
         if self.cfg.impl == "torch" or not x.is_cuda:
             return False
@@ -293,22 +290,22 @@ class _StackedMamba(_StackedMixer):
         y = (normed * gnorm.float()[:, None, None, :]).to(y.dtype)  # (K, B, T, E)
         return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
 
-    def export(self, slot: int, block: nn.Module) -> None:
+    def export(self, slot: int, block: Any) -> None:
         super().export(slot, block)
         m = block.mixer
         targets = (
-            m.in_proj.weight,  # type: ignore[union-attr]
-            m.conv1d.weight,  # type: ignore[union-attr]
-            m.conv1d.bias,  # type: ignore[union-attr]
+            m.in_proj.weight,
+            m.conv1d.weight,
+            m.conv1d.bias,
             m.dt_bias,
             m.A_log,
             m.D,
-            m.norm.weight,  # type: ignore[union-attr]
-            m.out_proj.weight,  # type: ignore[union-attr]
+            m.norm.weight,
+            m.out_proj.weight,
         )
         with torch.no_grad():
             for name, target in zip(self._NAMES, targets, strict=True):
-                target.copy_(getattr(self, name)[slot])  # type: ignore[operator]
+                target.copy_(getattr(self, name)[slot])
 
 
 _COMPILED: dict[type[_StackedMixer], Callable[..., Tensor]] = {}
@@ -376,14 +373,14 @@ class FusedArrangements(nn.Module):
             self.layer_groups.append(groups)
         self.has_decoder = base.head == "compression"
         if self.has_decoder:
-            decs = [m.decoder for m in models]
+            decs: list[Any] = [m.decoder for m in models]
             self.register_buffer("dec_pos", models[0].get_buffer("dec_pos").clone(), False)
-            self.dec_n1 = _stack([d[0].weight for d in decs])  # type: ignore[index]  # (K, D)
-            self.dec_w1 = _stack([d[1].weight for d in decs])  # type: ignore[index]  # (K, D, D)
-            self.dec_b1 = _stack([d[1].bias for d in decs])  # type: ignore[index]  # (K, D)
-            self.dec_n2 = _stack([d[3].weight for d in decs])  # type: ignore[index]
-            self.dec_w2 = _stack([d[4].weight for d in decs])  # type: ignore[index]
-            self.dec_b2 = _stack([d[4].bias for d in decs])  # type: ignore[index]
+            self.dec_n1 = _stack([d[0].weight for d in decs])  # (K, D)
+            self.dec_w1 = _stack([d[1].weight for d in decs])  # (K, D, D)
+            self.dec_b1 = _stack([d[1].bias for d in decs])  # (K, D)
+            self.dec_n2 = _stack([d[3].weight for d in decs])
+            self.dec_w2 = _stack([d[4].weight for d in decs])
+            self.dec_b2 = _stack([d[4].bias for d in decs])
         self.norm_f = _stack([m.norm_f.weight for m in models])  # (K, D)
         self.head_w = _stack([m.head.weight for m in models])  # (K, V, D)
         self.head_b = _stack([m.head.bias for m in models]) if base.head_bias else None  # (K, V)
@@ -392,7 +389,7 @@ class FusedArrangements(nn.Module):
         """Run every stacked block through ``torch.compile`` (one graph per primitive, shared
         by all layers; recompiled for new shapes). Off by default; returns self."""
         for mixer in self.mixers:
-            mixer.compiled = on  # type: ignore[assignment]
+            cast(_StackedMixer, mixer).compiled = on
         return self
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -430,7 +427,7 @@ class FusedArrangements(nn.Module):
             for grp in groups:
                 stacked = next(mixers)
                 if slot in grp.slots:
-                    stacked.export(grp.slots.index(slot), model.layers[i])  # type: ignore[operator]
+                    cast(_StackedMixer, stacked).export(grp.slots.index(slot), model.layers[i])
         with torch.no_grad():
             model.embed.weight.copy_(self.embed[slot])
             model.norm_f.weight.copy_(self.norm_f[slot])
@@ -438,7 +435,7 @@ class FusedArrangements(nn.Module):
             if self.head_b is not None:
                 model.head.bias.copy_(self.head_b[slot])
             if self.has_decoder:
-                dec = model.decoder
+                dec: Any = model.decoder
                 assert dec is not None
                 dec[0].weight.copy_(self.dec_n1[slot])
                 dec[1].weight.copy_(self.dec_w1[slot])
@@ -615,6 +612,7 @@ def evaluate_fused(
     *,
     max_k: int = DEFAULT_MAX_K,
     time_limit_s: float | None = None,
+    compile_blocks: bool = False,
 ) -> list[EvalResult]:
     """Like :func:`primitives.evaluator.evaluate` for MAD jobs, fusing compatible jobs.
 
@@ -623,6 +621,8 @@ def evaluate_fused(
     one of its tasks fails (as ``evaluate`` stops a job at its first failing task). Per-task
     ``wall_s`` is the fused task's wall time divided by the candidates in it (amortised);
     ``fused_k`` records that count. ``time_limit_s`` bounds each fused group.
+    ``compile_blocks`` runs the stacked blocks through ``torch.compile`` (see
+    :meth:`FusedArrangements.compile_blocks`).
 
     Raises:
         ValueError: a malformed job, or an LM task (use ``evaluate`` for those).
@@ -640,7 +640,8 @@ def evaluate_fused(
     for members in groups.values():
         for start in range(0, len(members), max_k):
             chunk = members[start : start + max_k]
-            for i, res in zip(chunk, _run_group(jobs, resolved, chunk, time_limit_s), strict=True):
+            group = _run_group(jobs, resolved, chunk, time_limit_s, compile_blocks)
+            for i, res in zip(chunk, group, strict=True):
                 results[i] = res
     return [r for r in results if r is not None]
 
@@ -650,6 +651,7 @@ def _run_group(
     resolved: Sequence[tuple[Fidelity, list[MadTask], torch.device]],
     members: list[int],
     time_limit_s: float | None,
+    compile_blocks: bool,
 ) -> list[EvalResult]:
     start = time.perf_counter()
     deadline = None if time_limit_s is None else start + time_limit_s
@@ -678,6 +680,7 @@ def _run_group(
             fit, score_set = split_for(_dataset(task, MAD_DATA_SEED + job0.seed), job0.split)
             cfgs = [_model_config(jobs[i].layers, fid, task) for i in active]
             model = fused_models(cfgs, [seed] * len(active)).to(device)
+            model.compile_blocks(compile_blocks)
             outs = fit_and_score_fused(
                 model,
                 fit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -13,13 +14,19 @@ from primitives.fused import FusedArrangements, _fused_loss, evaluate_fused, fus
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
 
-SHAPE = {"d_model": 32, "n_heads": 4, "d_state": 16, "headdim": 16, "chunk_size": 8}
+SHAPE: dict[str, Any] = {
+    "d_model": 32,
+    "n_heads": 4,
+    "d_state": 16,
+    "headdim": 16,
+    "chunk_size": 8,
+}
 ARRANGEMENTS = [("mA", "M", "Mb"), ("Mb", "M", "mA"), ("M", "M", "M"), ("mA", "Mb", "Mb")]
 SEED = 7
 
 
 def _cfgs(head: str = "lm") -> list[ModelConfig]:
-    extra = {"head": "compression", "seq_len": 12} if head == "compression" else {}
+    extra: dict[str, Any] = {"head": "compression", "seq_len": 12} if head == "compression" else {}
     return [ModelConfig(layers=a, vocab_size=11, **SHAPE, **extra) for a in ARRANGEMENTS]
 
 
@@ -105,3 +112,25 @@ def test_evaluate_fused_matches_evaluate() -> None:
         assert a.score is not None and b.score is not None
         assert abs(a.score - b.score) < 0.01
         assert a.n_params == b.n_params
+
+
+def test_evaluate_fused_early_stop_matches_evaluate() -> None:
+    fid = dataclasses.replace(
+        FIDELITIES["smoke"],
+        name="tiny-stop",
+        epochs=4,
+        n_train=64,
+        n_test=32,
+        eval_every=1,
+        early_stop_acc=0.0,
+    )
+    jobs = [
+        EvalJob(layers=layers, task="memorization", fidelity=fid, seed=0, split="test")
+        for layers in [("mA", "M"), ("M", "Mb")]
+    ]
+    for a, b in zip(evaluate(jobs), evaluate_fused(jobs), strict=True):
+        m, n = a.per_task["memorization"], b.per_task["memorization"]
+        assert m["early_stopped"] == n["early_stopped"] == 1.0
+        assert m["n_epochs"] == n["n_epochs"] == 1.0
+        assert m["n_steps"] == n["n_steps"]
+        assert abs(m["macro_acc"] - n["macro_acc"]) < 0.02
