@@ -55,7 +55,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from naive_eval import evaluate_naive, naive_step_rate, sync
+from naive_eval import evaluate_naive, naive_step_rate, timed_rate
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
@@ -118,14 +118,7 @@ def fused_step_rate(
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
 
-    for i in range(warmup):
-        step(i)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    sync(device)
-    return steps / (time.perf_counter() - start)
+    return timed_rate(step, warmup=warmup, steps=steps, device=device)
 
 
 def _fused_with_fallback(cfgs: list[ModelConfig], **kw: object) -> tuple[float, int]:

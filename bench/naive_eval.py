@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,20 @@ def sync(device: torch.device) -> None:
     """Wait for the device (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_rate(
+    step: Callable[[int], None], *, warmup: int, steps: int, device: torch.device
+) -> float:
+    """Steps per second of `step(i)` after `warmup` untimed steps (device synchronised)."""
+    for i in range(warmup):
+        step(i)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    sync(device)
+    return steps / (time.perf_counter() - start)
 
 
 def evaluate_naive(jobs: Sequence[EvalJob]) -> list[EvalResult]:
@@ -82,11 +96,4 @@ def naive_step_rate(
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
 
-    for i in range(warmup):
-        step(i)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    sync(device)
-    return steps / (time.perf_counter() - start)
+    return timed_rate(step, warmup=warmup, steps=steps, device=device)

@@ -26,6 +26,17 @@ def aira(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_daemon(population: Path, db: Path, *, stdout: int) -> subprocess.Popen[str]:
+    """`aira run --quiet` in the background (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aira_async", "run", "--population", str(population),
+         "--db", str(db), "--quiet"],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -115,22 +126,7 @@ def test_readers_while_the_daemon_writes(tmp_path: Path) -> None:
         tmp_path / "p.toml", backend="process", workers=2, latency_s=0.1, max_nodes=200
     )
     db = tmp_path / "run.db"
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aira_async",
-            "run",
-            "--population",
-            str(population),
-            "--db",
-            str(db),
-            "--quiet",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(population, db, stdout=subprocess.DEVNULL)
     seen_running = 0
     try:
         deadline = time.monotonic() + 60
@@ -169,22 +165,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
         tmp_path / "p.toml", backend="process", workers=2, latency_s=0.1, max_nodes=60
     )
     db = tmp_path / "run.db"
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aira_async",
-            "run",
-            "--population",
-            str(population),
-            "--db",
-            str(db),
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(population, db, stdout=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.2)
