@@ -9,7 +9,9 @@ A population file has these sections (see `populations/presets/offline.toml`):
                   description, lower_is_better, source are filled from an AIRS-Bench task
                   directory (`aira run --task DIR`, `aira_async.airs_bench`)
     [evaluation]  backend ("process" | "inline"), device ("cpu" | "cuda" | "auto"), workers,
-                  timeout_s, threads_per_worker
+                  timeout_s (per job; a fused batch of n jobs gets n times it),
+                  threads_per_worker, fuse (the most MAD requests one worker trains together;
+                  1 = one at a time), compile (torch.compile the fused blocks; CUDA only)
     [llm]         timeout_s (per attempt), deadline_s (per call, retries included), max_retries,
                   backoff_s, backoff_max_s, max_retry_after_s, default_concurrency,
                   [llm.concurrency] (provider = calls in flight), cost_cap_usd,
@@ -126,6 +128,10 @@ class EvaluationConfig:
     workers: int = 1
     timeout_s: float = 900.0
     threads_per_worker: int = 1
+    fuse: int = 1
+    """The most compatible MAD requests one worker trains together (`primitives.fused`)."""
+    compile: bool = False
+    """torch.compile the fused blocks (CUDA workers only; ignored on the CPU)."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("process", "inline"):
@@ -138,6 +144,8 @@ class EvaluationConfig:
             raise ConfigError("evaluation.workers and evaluation.threads_per_worker must be >= 1")
         if self.timeout_s <= 0:
             raise ConfigError(f"evaluation.timeout_s must be positive, got {self.timeout_s}")
+        if self.fuse < 1:
+            raise ConfigError(f"evaluation.fuse must be an integer >= 1, got {self.fuse}")
 
 
 @dataclass(frozen=True, kw_only=True)

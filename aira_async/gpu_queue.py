@@ -1,10 +1,13 @@
 """The evaluation queue: the one place where GPU (or CPU) training work is scheduled.
 
 Agents `submit` requests and await the outcome; `serve` runs one loop per slot that takes the most
-urgent request (validation before test, then first come first served) and runs it. Identical
-requests in flight share one evaluation. When `stop` is set, slots finish the job they hold and
-take no new one; requests still queued are answered with `None` ("abandoned"): their nodes stay
-unfinished in the archive and `aira resume` queues them again.
+urgent request (validation before test, then first come first served) and runs it. With
+`fuse` > 1 a slot that takes a MAD request also takes, without waiting, up to `fuse` - 1 more
+queued requests it can train together with it (same task, fidelity, seed, split and depth), in
+queue order; the requests it passes over stay queued in their order. Identical requests in flight
+share one evaluation. When `stop` is set, slots finish the batch they hold and take no new one;
+requests still queued are answered with `None` ("abandoned"): their nodes stay unfinished in the
+archive and `aira resume` queues them again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aira_async.errors import EvaluationError
-from aira_async.eval_worker import EvalRequest
+from aira_async.eval_worker import EvalRequest, fuse_group
 from aira_async.worker_pool import BaseSlot
 from populations.records import EvalKey, EvalOutcome, Split
 
@@ -40,11 +43,15 @@ class EvaluationQueue:
     Concurrency: used from one event loop; `submit` may be called from any coroutine.
     """
 
-    def __init__(self, slots: Sequence[BaseSlot], *, timeout_s: float) -> None:
+    def __init__(self, slots: Sequence[BaseSlot], *, timeout_s: float, fuse: int = 1) -> None:
+        """`timeout_s` is per job (a batch of n gets n times it); `fuse`: the largest batch."""
         if not slots:
             raise ValueError("slots: an evaluation queue needs at least one slot")
+        if fuse < 1:
+            raise ValueError(f"fuse: a batch holds at least one request, got {fuse}")
         self._slots = list(slots)
         self._timeout_s = timeout_s
+        self._fuse = fuse
         self._queue: asyncio.PriorityQueue[_Item] = asyncio.PriorityQueue()
         self._inflight: dict[EvalKey, asyncio.Future[EvalOutcome | None]] = {}
         self._seq = itertools.count()
@@ -104,14 +111,44 @@ class EvaluationQueue:
                 return  # the stop sentinel
             if item.future.done():
                 continue
-            self.n_running += 1
+            batch = [(item.request, item.future), *self._take_fusable(item.request)]
+            self.n_running += len(batch)
             try:
-                outcome = await slot.run(item.request, self._timeout_s)
+                outcomes = await slot.run_batch([r for r, _ in batch], self._timeout_s)
             finally:
-                self.n_running -= 1
-            self.n_done += 1
-            if not item.future.done():
-                item.future.set_result(outcome)
+                self.n_running -= len(batch)
+            self.n_done += len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    def _take_fusable(
+        self, first: EvalRequest
+    ) -> list[tuple[EvalRequest, asyncio.Future[EvalOutcome | None]]]:
+        """Up to `fuse` - 1 queued requests that can train with `first`, most urgent first.
+
+        Never waits. What it passes over goes back unchanged (same priority and sequence
+        number, hence the same order); a stop sentinel ends the search.
+        """
+        group = fuse_group(first)
+        if self._fuse == 1 or group is None:
+            return []
+        taken: list[tuple[EvalRequest, asyncio.Future[EvalOutcome | None]]] = []
+        passed: list[_Item] = []
+        while len(taken) < self._fuse - 1 and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item.request is None or item.future is None:
+                passed.append(item)
+                break
+            if item.future.done():
+                continue  # abandoned
+            if fuse_group(item.request) == group:
+                taken.append((item.request, item.future))
+            else:
+                passed.append(item)
+        for item in passed:
+            self._queue.put_nowait(item)
+        return taken
 
     def _abandon_queued(self) -> None:
         while not self._queue.empty():

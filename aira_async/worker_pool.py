@@ -1,9 +1,10 @@
 """Evaluation slots: persistent worker processes (one per GPU, or N on the CPU), or inline.
 
-A `ProcessSlot` owns one spawned worker process and a pipe to it. It sends one request at a time
-and waits for the answer on the event loop (the pipe's file descriptor is watched with
-`loop.add_reader`, so no thread blocks). A timeout really stops the work: the process is killed
-and a fresh one started. A worker that dies mid-job is restarted and the job fails with the reason.
+A `ProcessSlot` owns one spawned worker process and a pipe to it. It sends one batch of requests
+at a time (one request, or several MAD requests that train together) and waits for the answers on
+the event loop (the pipe's file descriptor is watched with `loop.add_reader`, so no thread
+blocks). A timeout really stops the work: the process is killed and a fresh one started. A worker
+that dies mid-batch is restarted and every job of the batch fails with the reason.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import logging
 import multiprocessing as mp
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from aira_async.eval_worker import EvalRequest, run_request, worker_main
+from aira_async.eval_worker import EvalBatch, EvalRequest, run_request, worker_main
 from populations.records import EvalOutcome, EvalStatus
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,22 @@ def failed(request: EvalRequest, status: EvalStatus, error: str, duration_s: flo
 
 
 class BaseSlot(ABC):
-    """One place where one evaluation runs at a time. Not shared between coroutines."""
+    """One place where one evaluation (or one batch) runs at a time. Not shared between coroutines.
+
+    `timeout_s` is per job: a batch of n requests may take n times it.
+    """
 
     name: str
 
     @abstractmethod
     async def run(self, request: EvalRequest, timeout_s: float) -> EvalOutcome:
         """Evaluate `request`; failures (timeout, crash, OOM...) come back as outcomes."""
+
+    async def run_batch(
+        self, requests: Sequence[EvalRequest], timeout_s: float
+    ) -> list[EvalOutcome]:
+        """Evaluate `requests`; one outcome per request, in order. Here: one by one via `run`."""
+        return [await self.run(request, timeout_s) for request in requests]
 
     async def close(self) -> None:
         """Release the slot's resources; idempotent."""
@@ -59,12 +70,16 @@ class InlineSlot(BaseSlot):
 
 
 class ProcessSlot(BaseSlot):
-    """A persistent spawned worker process that serves one request at a time."""
+    """A persistent spawned worker process that serves one batch at a time.
 
-    def __init__(self, index: int, *, device: str, n_threads: int) -> None:
+    `compile`: the worker torch.compiles the blocks of fused MAD batches (CUDA devices only).
+    """
+
+    def __init__(self, index: int, *, device: str, n_threads: int, compile: bool = False) -> None:
         self.name = f"worker-{index}"
         self.device = device
         self.n_threads = n_threads
+        self.compile = compile
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.restarts = 0
@@ -74,7 +89,7 @@ class ProcessSlot(BaseSlot):
         parent, child = ctx.Pipe(duplex=True)
         process = ctx.Process(
             target=worker_main,
-            args=(child, self.device, self.n_threads),
+            args=(child, self.device, self.n_threads, self.compile),
             name=f"aira-{self.name}",
             daemon=True,
         )
@@ -95,7 +110,7 @@ class ProcessSlot(BaseSlot):
         process.join(timeout=5)
         return process.exitcode
 
-    async def _receive(self, conn: Connection) -> EvalOutcome:
+    async def _receive(self, conn: Connection) -> list[EvalOutcome]:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         fd = conn.fileno()
@@ -109,44 +124,64 @@ class ProcessSlot(BaseSlot):
             await ready
         finally:
             loop.remove_reader(fd)
-        outcome = conn.recv()  # readable: the message (or EOF) is already there
-        assert isinstance(outcome, EvalOutcome)
-        return outcome
+        outcomes = conn.recv()  # readable: the message (or EOF) is already there
+        assert isinstance(outcomes, list)
+        return outcomes
 
     async def run(self, request: EvalRequest, timeout_s: float) -> EvalOutcome:
+        (outcome,) = await self.run_batch([request], timeout_s)
+        return outcome
+
+    async def run_batch(
+        self, requests: Sequence[EvalRequest], timeout_s: float
+    ) -> list[EvalOutcome]:
+        """Evaluate `requests` in one message to the worker; one outcome per request, in order.
+
+        `timeout_s` is per job: the batch may take `timeout_s * len(requests)` (on a GPU a fused
+        batch takes about as long as one job; on the CPU about n times as long). The fused
+        trainer stops itself at 90 % of that (its jobs end as TIMEOUT); the worker is killed at
+        100 %, and a kill or a crash fails every request of the batch with the reason.
+        """
+        if not requests:
+            return []
         if self._process is None or not self._process.is_alive():
             if self._process is not None:
                 self._kill()
                 self.restarts += 1
             self._start()
         assert self._conn is not None
+        limit_s = timeout_s * len(requests)
         start = time.perf_counter()
         try:
-            self._conn.send(request)
-            async with asyncio.timeout(timeout_s):
+            self._conn.send(EvalBatch(requests=tuple(requests), time_limit_s=0.9 * limit_s))
+            async with asyncio.timeout(limit_s):
                 return await self._receive(self._conn)
         except TimeoutError:
             self._kill()
             self.restarts += 1
             log.warning(
-                "%s: %s timed out after %.1fs; worker killed", self.name, request.key, timeout_s
+                "%s: %d job(s) (%s...) timed out after %.1fs; worker killed",
+                self.name,
+                len(requests),
+                requests[0].key,
+                limit_s,
             )
-            return failed(
-                request,
-                EvalStatus.TIMEOUT,
-                f"timeout: no result after {timeout_s:g}s (worker killed)",
-                time.perf_counter() - start,
-            )
+            reason = f"timeout: no result after {limit_s:g}s (worker killed)"
+            status, duration_s = EvalStatus.TIMEOUT, time.perf_counter() - start
+            return [failed(r, status, reason, duration_s) for r in requests]
         except (EOFError, OSError) as exc:
             code = self._kill()
             self.restarts += 1
-            log.warning("%s crashed (exit code %s) during %s", self.name, code, request.key)
-            return failed(
-                request,
-                EvalStatus.ERROR,
-                f"worker crashed (exit code {code}): {type(exc).__name__}",
-                time.perf_counter() - start,
+            log.warning(
+                "%s crashed (exit code %s) during %d job(s) (%s...)",
+                self.name,
+                code,
+                len(requests),
+                requests[0].key,
             )
+            reason = f"worker crashed (exit code {code}): {type(exc).__name__}"
+            duration_s = time.perf_counter() - start
+            return [failed(r, EvalStatus.ERROR, reason, duration_s) for r in requests]
         except BaseException:
             # Cancelled mid-job (shutdown): the job's node stays unfinished and is re-queued on
             # resume; a half-done worker is not reused.
@@ -163,7 +198,7 @@ class ProcessSlot(BaseSlot):
 
 
 def make_slots(
-    backend: str, *, workers: int, device: str, threads_per_worker: int
+    backend: str, *, workers: int, device: str, threads_per_worker: int, compile: bool = False
 ) -> list[BaseSlot]:
     """The slots for an `[evaluation]` config section (CUDA: one worker per GPU index)."""
     if backend == "inline":
@@ -171,5 +206,7 @@ def make_slots(
     slots: list[BaseSlot] = []
     for i in range(workers):
         slot_device = f"cuda:{i}" if device == "cuda" else device
-        slots.append(ProcessSlot(i, device=slot_device, n_threads=threads_per_worker))
+        slots.append(
+            ProcessSlot(i, device=slot_device, n_threads=threads_per_worker, compile=compile)
+        )
     return slots

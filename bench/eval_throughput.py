@@ -2,10 +2,10 @@
 
 Naive (bench/naive_eval.py): eager fp32, one job at a time, the evaluator's training step.
 Fused (primitives/fused.py): K candidates per training step, stacked weights, bf16 autocast on
-CUDA, fused AdamW. Both run the `paper` shape on the in-context-recall task (width 128, batch
-128, T = 127) for a fixed number of timed steps after a warm-up, for three sets of 16-layer
-arrangements: (mA M)x8, (Mb M)x8 and random three-primitive arrangements (a different
-arrangement per fused candidate, as a search would submit them).
+CUDA, fused AdamW, optionally ``torch.compile``-d blocks. Both run the `paper` shape on the
+in-context-recall task (width 128, batch 128, T = 127) for a fixed number of timed steps after a
+warm-up, for three sets of 16-layer arrangements: (mA M)x8, (Mb M)x8 and random three-primitive
+arrangements (a different arrangement per fused candidate, as a search would submit them).
 
 Evaluations per GPU-hour = 3600 · steps/s · K / S_eval, with S_eval = tasks · epochs ·
 ceil(n_fit / batch) = 6 · 200 · ceil(800 / 128) = 8,400 training steps per paper evaluation
@@ -16,16 +16,15 @@ candidates) · steps/s / the card's dense bf16 peak (989 TFLOP/s for H100/H200 S
 paths (the naive fp32 path is measured against the same bf16 peak).
 
 Parity: the same jobs (task, seeds, split) through ``evaluate_naive`` (fp32, one at a time) and
-``evaluate_fused`` (bf16 on CUDA) on a short schedule; per arrangement the naive seed-to-seed
-spread (sample std over seeds) is reported beside |mean fused - mean naive|; they agree when the
-gap is at most max(spread, 0.005). Default: memorization, 6 epochs (before most arrangements
-converge), seeds 0-2, split test.
+``evaluate_fused`` (bf16 on CUDA, compiled blocks when the throughput rows were) on a short
+schedule; per arrangement the naive seed-to-seed spread (sample std over seeds) is reported
+beside |mean fused - mean naive|; they agree when the gap is at most max(spread, 0.005).
 
-Phases, in this order, each written to the JSON as it finishes (a killed run keeps what is done):
-eager throughput for the three sets; parity; then, while ``--budget-s`` leaves time,
-``torch.compile``-d stacked blocks (FusedArrangements.compile_blocks) for (mA M) and (Mb M).
-Mamba2 uses mamba-ssm's Triton kernel when it imports, else the pure-PyTorch chunked SSD
-(recorded as ``mamba_ssm``).
+Every measurement runs in its own child process (``--child SPEC``), so an out-of-memory failure
+or a hung compile cannot poison the next one; the parent retries a fused measurement that ran
+out of memory with half the K, bounds each child by the time left, and writes the JSON after
+each row (a killed run keeps what is done). Mamba2 uses mamba-ssm's Triton kernel when it
+imports, else the pure-PyTorch chunked SSD (recorded as ``mamba_ssm``).
 
 Usage: python bench/eval_throughput.py --device cuda --out bench/results
        python bench/eval_throughput.py --device cpu --tiny          (a smoke check)
@@ -35,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import math
+import os
 import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,14 +60,14 @@ from naive_eval import evaluate_naive, naive_step_rate, timed_rate
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
 from primitives.fused import _fused_loss, evaluate_fused, fused_models
-from primitives.mad import MAD_DATA_SEED, TASK_NAMES, MadTask
+from primitives.mad import MAD_DATA_SEED, TASK_NAMES
 from primitives.model import ModelConfig
 from primitives.training import _autocast
 
 BF16_PEAK = {"h100": 989.4e12, "h200": 989.4e12, "a100": 312e12}
 PRIMS = ("mA", "M", "Mb")
 PARITY_FLOOR = 0.005  # scores that agree this closely agree, whatever the spread
-COMPILE_MIN_S = 45.0  # start a compiled measurement only with this much budget left
+RESULT = "RESULT "  # a child's last stdout line: RESULT <json>
 
 
 def _card(device: torch.device) -> str:
@@ -87,6 +87,12 @@ def _peak(card: str) -> float | None:
 
 def _tiny_fidelity() -> Fidelity:
     return dataclasses.replace(FIDELITIES["smoke"], name="tiny", n_train=64, n_test=32)
+
+
+def _mamba_ssm() -> bool:
+    from primitives.kernels.mamba_ssm import mamba_ssm_available
+
+    return bool(mamba_ssm_available())
 
 
 def fused_step_rate(
@@ -121,86 +127,94 @@ def fused_step_rate(
     return timed_rate(step, warmup=warmup, steps=steps, device=device)
 
 
-def _fused_with_fallback(cfgs: list[ModelConfig], **kw: object) -> tuple[float, int]:
-    """Try K = len(cfgs); on CUDA out-of-memory halve K. Returns (steps/s, K used)."""
-    k = len(cfgs)
-    while True:
-        try:
-            return fused_step_rate(cfgs[:k], **kw), k  # type: ignore[arg-type]
-        except torch.cuda.OutOfMemoryError:
-            if k == 1:
-                raise
-        # outside the handler, so the failed attempt's tensors are released
-        gc.collect()
-        torch.cuda.empty_cache()
-        print(f"  out of memory at K={k}; trying K={k // 2}", flush=True)
-        k //= 2
+# ---------------------------------------------------------------------------------------------
+# The shared setting: what the parent and every child agree on.
 
 
-def _throughput_row(
-    label: str,
-    arrs: list[tuple[str, ...]],
-    n_naive: int,
-    *,
-    fid: Fidelity,
-    task: MadTask,
-    data: tuple[torch.Tensor, torch.Tensor],
-    common: dict[str, Any],
-    steps_per_eval: int,
-    peak: float | None,
-    bf16: bool,
-    compiled: bool,
-    naive: float | None = None,
-) -> dict[str, Any]:
-    """Time naive (unless given) and fused training steps for one arrangement set."""
-    inputs, targets = data
-    cfgs = [_model_config(a, fid, task) for a in arrs]
-    batch, seq = common["batch"], task.input_len
-    if naive is None:
-        rates = [naive_step_rate(c, inputs, targets, **common) for c in cfgs[:n_naive]]
-        naive = 1.0 / statistics.mean(1.0 / r for r in rates)  # from the mean step time
-    assert naive is not None
-    fused, k = _fused_with_fallback(
-        cfgs, inputs=inputs, targets=targets, bf16=bf16, compiled=compiled, **common
-    )
-    flops = [3 * batch * count_flops(c, seq) for c in cfgs]  # per training step
-    naive_flops, fused_flops = statistics.mean(flops[:n_naive]), sum(flops[:k])
-    row: dict[str, Any] = {
-        "label": label,
-        "compiled": compiled,
-        "steps_timed": common["steps"],
-        "arrangements": sorted({" ".join(a) for a in arrs[:k]}),
-        "naive_steps_per_s": naive,
-        "fused_steps_per_s": fused,
-        "fused_k": k,
-        "naive_evals_per_gpu_hour": 3600 * naive / steps_per_eval,
-        "fused_evals_per_gpu_hour": 3600 * fused * k / steps_per_eval,
-        "ratio": fused * k / naive,
-        "naive_mfu": None if peak is None else naive_flops * naive / peak,
-        "fused_mfu": None if peak is None else fused_flops * fused / peak,
-    }
-    mfu = (
-        "" if peak is None else f"  MFU naive {row['naive_mfu']:.2%} fused {row['fused_mfu']:.2%}"
-    )
-    print(
-        f"{label:12s} naive {naive:7.2f} steps/s = {row['naive_evals_per_gpu_hour']:7.2f} "
-        f"evals/GPU-h | fused{' compiled' if compiled else ''} K={k} {fused:7.2f} steps/s = "
-        f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | ratio {row['ratio']:.1f}x" + mfu,
-        flush=True,
-    )
-    return row
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    device: torch.device
+    tiny: bool
+    steps: int
+    warmup: int
+    k: dict[str, int]
+    naive_random: int
+
+    @property
+    def fid(self) -> Fidelity:
+        return _tiny_fidelity() if self.tiny else FIDELITIES["paper"]
+
+    @property
+    def bf16(self) -> bool:
+        return self.device.type == "cuda"
+
+    def sets(self) -> dict[str, list[tuple[str, ...]]]:
+        """The arrangement sets, the fused candidates of each (K of them)."""
+        depth = 4 if self.tiny else 16
+        half = depth // 2
+        rng = random.Random(0)
+        rand = [tuple(rng.choice(PRIMS) for _ in range(depth)) for _ in range(self.k["random3"])]
+        return {
+            f"(mA M)x{half}": [("mA", "M") * half] * self.k["attn"],
+            f"(Mb M)x{half}": [("Mb", "M") * half] * self.k["mamba"],
+            "random3": rand,
+        }
 
 
-def _parity(
-    arrs: list[tuple[str, ...]],
-    labels: list[str],
-    *,
-    task: str,
-    fid: Fidelity,
-    seeds: list[int],
-    device: str,
-) -> list[dict[str, Any]]:
+def _data(st: Setting) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    task = tasks_for(st.fid)["in_context_recall"]
+    data = _dataset(task, MAD_DATA_SEED)
+    return task, data.train_inputs.to(st.device), data.train_targets.to(st.device)  # (n, T)
+
+
+def _flops(cfg: ModelConfig, batch: int, seq: int) -> float:
+    return 3.0 * batch * count_flops(cfg, seq)  # per training step
+
+
+# ---------------------------------------------------------------------------------------------
+# Children: one measurement each, answered as a RESULT line.
+
+
+def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["what"] == "parity":
+        return {"parity": _parity(st, spec)}
+    arrs = st.sets()[spec["set"]][: spec.get("k", 1)]
+    task, inputs, targets = _data(st)
+    cfgs = [_model_config(a, st.fid, task) for a in arrs]
+    batch = min(st.fid.batch_size, inputs.shape[0])
+    common = {"batch": batch, "steps": st.steps, "warmup": st.warmup, "device": st.device}
+    seq = task.input_len
+    if spec["what"] == "naive":
+        n = spec["n"]
+        rates = [naive_step_rate(c, inputs, targets, **common) for c in cfgs[:n]]
+        rate = 1.0 / statistics.mean(1.0 / r for r in rates)  # from the mean step time
+        flops = statistics.mean(_flops(c, batch, seq) for c in cfgs[:n])
+        return {"steps_per_s": rate, "flops_per_step": flops, "n_timed": n}
+    if spec["what"] == "fused":
+        t0 = time.perf_counter()
+        rate = fused_step_rate(
+            cfgs, inputs, targets, bf16=st.bf16, compiled=spec["compiled"], **common
+        )
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20 if st.device.type == "cuda" else None
+        return {
+            "steps_per_s": rate,
+            "flops_per_step": sum(_flops(c, batch, seq) for c in cfgs),
+            "k": len(cfgs),
+            "wall_s_incl_compile": time.perf_counter() - t0,
+            "peak_mem_mb": peak_mb,
+            "arrangements": sorted({" ".join(a) for a in arrs}),
+        }
+    raise ValueError(f"unknown child measurement {spec['what']!r}")
+
+
+def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Naive (fp32, one at a time) vs fused (bf16 on CUDA) scores of the same jobs."""
+    sets = st.sets()
+    arrs = [sets[label][0] for label in sets]
+    labels = list(sets)
+    task, seeds = spec["task"], list(range(spec["seeds"]))
+    fid = dataclasses.replace(st.fid, epochs=spec["epochs"])
+    device = str(st.device)
     jobs = [
         EvalJob(layers=a, task=task, fidelity=fid, seed=s, split="test", device=device)
         for a in arrs
@@ -209,11 +223,11 @@ def _parity(
     t0 = time.perf_counter()
     naive_res = evaluate_naive(jobs)
     t1 = time.perf_counter()
-    fused_res = evaluate_fused(jobs)
+    fused_res = evaluate_fused(jobs, compile_blocks=spec["compiled"])
     t2 = time.perf_counter()
     print(
         f"parity: {task}, {fid.epochs} epochs, seeds {seeds}; naive {t1 - t0:.1f}s, "
-        f"fused {t2 - t1:.1f}s",
+        f"fused{' compiled' if spec['compiled'] else ''} {t2 - t1:.1f}s",
         flush=True,
     )
     out = []
@@ -229,6 +243,7 @@ def _parity(
             "fused_scores": fs,
             "naive_status": [r.status for r in nr],
             "fused_status": [r.status for r in fr],
+            "fused_errors": [r.error for r in fr if r.error],
             "naive_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in nr],
             "fused_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in fr],
         }
@@ -252,160 +267,224 @@ def _parity(
     return out
 
 
-def _guarded(label: str, *args: Any, **kw: Any) -> dict[str, Any]:
-    """:func:`_throughput_row`, with a failure recorded (one line), not raised."""
-    try:
-        return _throughput_row(label, *args, **kw)
-    except Exception as exc:
-        text = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"{label}: {type(exc).__name__}: {text}", flush=True)
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return {"label": label, "error": f"{type(exc).__name__}: {text}"}
-
-
 def _r(xs: list[Any]) -> str:
     return "[" + ", ".join("-" if x is None else f"{x:.4f}" for x in xs) + "]"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ---------------------------------------------------------------------------------------------
+# The parent: spawns the children, assembles the rows, writes the JSON.
+
+
+class Runner:
+    def __init__(self, argv: list[str], budget_s: float) -> None:
+        self.argv = argv  # the setting's flags, passed on to every child
+        self.deadline = time.monotonic() + budget_s
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def run(self, spec: dict[str, Any], limit_s: float) -> dict[str, Any]:
+        """One child; its RESULT, or {"error": ...} (out of memory, crash, time limit)."""
+        limit = min(limit_s, self.left())
+        if limit < 5:
+            return {"error": "skipped: run budget spent"}
+        cmd = [sys.executable, __file__, *self.argv, "--child", json.dumps(spec)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            _echo(exc.stdout, exc.stderr)
+            return {"error": f"timeout after {limit:.0f}s"}
+        _echo(proc.stdout, proc.stderr)
+        for line in reversed(proc.stdout.splitlines()):
+            if line.startswith(RESULT):
+                return dict(json.loads(line[len(RESULT) :]))
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        last = tail[-1][:300] if tail else f"exit code {proc.returncode}"
+        if "OutOfMemoryError" in proc.stderr or "out of memory" in proc.stderr:
+            return {"error": "oom: " + last, "oom": True}
+        return {"error": last}
+
+    def fused(self, spec: dict[str, Any], limit_s: float) -> dict[str, Any]:
+        """A fused measurement; out of memory at K retries at K/2 in a fresh process."""
+        while True:
+            res = self.run(spec, limit_s)
+            if not res.get("oom") or spec["k"] <= 1:
+                return res
+            print(f"  out of memory at K={spec['k']}; trying K={spec['k'] // 2}", flush=True)
+            spec = spec | {"k": spec["k"] // 2}
+
+
+def _echo(stdout: str | bytes | None, stderr: str | bytes | None) -> None:
+    for text in (stdout, stderr):
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        for line in (text or "").splitlines():
+            if not line.startswith(RESULT) and line.strip():
+                print("    | " + line, flush=True)
+
+
+def _row(
+    label: str, naive: dict[str, Any], fused: dict[str, Any], *, compiled: bool, st: Setting
+) -> dict[str, Any]:
+    steps_per_eval = _steps_per_eval(st)
+    peak = _peak(_card(st.device))
+    row: dict[str, Any] = {"label": label, "compiled": compiled, "steps_timed": st.steps}
+    if "error" in naive or "error" in fused:
+        row["error"] = fused.get("error") or naive.get("error")
+        print(f"{label:12s} {'compiled' if compiled else 'eager'}: {row['error']}", flush=True)
+        return row
+    nr, fr, k = naive["steps_per_s"], fused["steps_per_s"], fused["k"]
+    row |= {
+        "arrangements": fused["arrangements"],
+        "naive_steps_per_s": nr,
+        "fused_steps_per_s": fr,
+        "fused_k": k,
+        "naive_evals_per_gpu_hour": 3600 * nr / steps_per_eval,
+        "fused_evals_per_gpu_hour": 3600 * fr * k / steps_per_eval,
+        "ratio": fr * k / nr,
+        "naive_mfu": None if peak is None else naive["flops_per_step"] * nr / peak,
+        "fused_mfu": None if peak is None else fused["flops_per_step"] * fr / peak,
+        "fused_peak_mem_mb": fused.get("peak_mem_mb"),
+        "fused_wall_s_incl_compile": fused.get("wall_s_incl_compile"),
+    }
+    mfu = (
+        "" if peak is None else f"  MFU naive {row['naive_mfu']:.2%} fused {row['fused_mfu']:.2%}"
+    )
+    print(
+        f"{label:12s} naive {nr:7.2f} steps/s = {row['naive_evals_per_gpu_hour']:7.2f} "
+        f"evals/GPU-h | fused{' compiled' if compiled else ''} K={k} {fr:7.2f} steps/s = "
+        f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | ratio {row['ratio']:.1f}x" + mfu,
+        flush=True,
+    )
+    return row
+
+
+def _steps_per_eval(st: Setting) -> int:
+    n_fit = _dataset(tasks_for(st.fid)["in_context_recall"], MAD_DATA_SEED).train_inputs.shape[0]
+    return len(TASK_NAMES) * st.fid.epochs * math.ceil(n_fit / st.fid.batch_size)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="smoke-sized shapes (CPU check)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--k-attn", type=int, default=32, help="fused K for (mA M)x8")
-    parser.add_argument("--k-mamba", type=int, default=16, help="fused K for (Mb M)x8")
-    parser.add_argument("--k-random", type=int, default=16, help="fused K, random arrangements")
+    parser.add_argument("--k-mamba", type=int, default=32, help="fused K for (Mb M)x8")
+    parser.add_argument("--k-random", type=int, default=32, help="fused K, random arrangements")
     parser.add_argument("--naive-random", type=int, default=2, help="random ones timed naive")
+    parser.add_argument("--modes", default="eager,compiled", help="fused modes to time")
+    parser.add_argument("--sets", default="all", help="comma-separated set labels, or all")
     parser.add_argument("--parity-task", default="memorization", choices=TASK_NAMES)
     parser.add_argument("--parity-epochs", type=int, default=6)
     parser.add_argument("--parity-seeds", type=int, default=3)
     parser.add_argument("--no-parity", action="store_true")
-    parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--compile-steps", type=int, default=10, help="timed compiled steps")
-    parser.add_argument("--budget-s", type=float, default=160.0, help="whole-run time budget")
-    args = parser.parse_args(argv)
+    parser.add_argument("--child-limit-s", type=float, default=240.0)
+    parser.add_argument("--budget-s", type=float, default=480.0, help="whole-run time budget")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    return parser
 
-    t_start = time.perf_counter()
 
-    def left() -> float:
-        return float(args.budget_s) - (time.perf_counter() - t_start)
+def _setting(args: argparse.Namespace) -> Setting:
+    tiny = bool(args.tiny)
+    return Setting(
+        device=torch.device(args.device),
+        tiny=tiny,
+        steps=min(args.steps, 3) if tiny else args.steps,
+        warmup=min(args.warmup, 1) if tiny else args.warmup,
+        k={
+            "attn": 4 if tiny else args.k_attn,
+            "mamba": 3 if tiny else args.k_mamba,
+            "random3": 4 if tiny else args.k_random,
+        },
+        naive_random=args.naive_random,
+    )
 
-    device = torch.device(args.device)
-    card = _card(device)
-    fid = _tiny_fidelity() if args.tiny else FIDELITIES["paper"]
-    bf16 = device.type == "cuda"
-    if args.tiny:
-        args.steps, args.warmup = min(args.steps, 3), min(args.warmup, 1)
-        args.k_attn, args.k_mamba, args.k_random = 4, 3, 4
-        args.parity_epochs, args.parity_seeds = 2, 2
-    depth = 4 if args.tiny else 16
-    task = tasks_for(fid)["in_context_recall"]
-    data = _dataset(task, MAD_DATA_SEED)
-    inputs, targets = data.train_inputs.to(device), data.train_targets.to(device)  # (n, T)
-    batch = min(fid.batch_size, inputs.shape[0])
-    n_fit = data.train_inputs.shape[0]
-    steps_per_eval = len(TASK_NAMES) * fid.epochs * math.ceil(n_fit / fid.batch_size)
-    peak = _peak(card)
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    st = _setting(args)
+    if args.child is not None:
+        print(RESULT + json.dumps(_child(st, json.loads(args.child))), flush=True)
+        return 0
+
+    child_argv = [a for a in argv]  # the setting travels as the same flags
+    runner = Runner(child_argv, args.budget_s)
+    card = _card(st.device)
+    modes = [m for m in args.modes.split(",") if m]
+    sets = st.sets()
+    wanted = list(sets) if args.sets == "all" else args.sets.split(",")
     print(
-        f"eval throughput on {card} (torch {torch.__version__}), fidelity {fid.name}, "
-        f"batch {batch}, T {task.input_len}, S_eval {steps_per_eval} steps, fused bf16 {bf16}, "
-        f"mamba-ssm {_mamba_ssm()}",
+        f"eval throughput on {card} (torch {torch.__version__}), fidelity {st.fid.name}, "
+        f"S_eval {_steps_per_eval(st)} steps, fused bf16 {st.bf16}, mamba-ssm {_mamba_ssm()}, "
+        f"modes {modes}",
         flush=True,
     )
-    rng = random.Random(0)
-    random_arrs = [tuple(rng.choice(PRIMS) for _ in range(depth)) for _ in range(args.k_random)]
-    half = depth // 2
-    sets: dict[str, tuple[list[tuple[str, ...]], int]] = {
-        f"(mA M)x{half}": ([("mA", "M") * half] * args.k_attn, 1),
-        f"(Mb M)x{half}": ([("Mb", "M") * half] * args.k_mamba, 1),
-        "random3": (random_arrs, args.naive_random),
-    }
     report: dict[str, Any] = {
         "card": card,
-        "device": args.device,
+        "device": str(st.device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "fidelity": fid.name,
-        "batch": batch,
-        "seq_len": task.input_len,
-        "steps_timed": args.steps,
-        "warmup": args.warmup,
-        "steps_per_eval": steps_per_eval,
+        "host_cpus": os.cpu_count(),
+        "fidelity": st.fid.name,
+        "batch": st.fid.batch_size,
+        "seq_len": tasks_for(st.fid)["in_context_recall"].input_len,
+        "steps_timed": st.steps,
+        "warmup": st.warmup,
+        "steps_per_eval": _steps_per_eval(st),
         "formula": "evals/GPU-h = 3600 * steps_per_s * K / steps_per_eval",
-        "bf16_peak_flops": peak,
-        "fused_bf16": bf16,
+        "bf16_peak_flops": _peak(card),
+        "fused_bf16": st.bf16,
         "mamba_ssm": _mamba_ssm(),
         "throughput": [],
         "parity": [],
-        "skipped": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"eval_throughput{'-tiny' if args.tiny else ''}-{_slug(card)}.json"
+    path = args.out / f"eval_throughput{'-tiny' if st.tiny else ''}-{_slug(card)}.json"
+    t_start = time.perf_counter()
 
     def write() -> None:
         report["total_wall_s"] = time.perf_counter() - t_start
         path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
 
-    common = {"batch": batch, "steps": args.steps, "warmup": args.warmup, "device": device}
-    kw: dict[str, Any] = {
-        "fid": fid,
-        "task": task,
-        "data": (inputs, targets),
-        "common": common,
-        "steps_per_eval": steps_per_eval,
-        "peak": peak,
-        "bf16": bf16,
-    }
-    naive_rates: dict[str, float] = {}
-    for label, (arrs, n_naive) in sets.items():
-        row = _guarded(label, arrs, n_naive, compiled=False, **kw)
-        if "naive_steps_per_s" in row:
-            naive_rates[label] = row["naive_steps_per_s"]
-        report["throughput"].append(row)
-        write()
-
-    labels = list(sets)
-    if args.no_parity or left() < 40:
-        report["skipped"].append("parity")
-        print("parity skipped" + ("" if args.no_parity else " (time budget)"), flush=True)
-    else:
+    limit = args.child_limit_s
+    for label in wanted:
+        n_naive = st.naive_random if label == "random3" else 1
+        naive = runner.run({"what": "naive", "set": label, "k": n_naive, "n": n_naive}, limit)
+        for mode in modes:
+            spec = {
+                "what": "fused",
+                "set": label,
+                "k": len(sets[label]),
+                "compiled": mode != "eager",
+            }
+            fused = runner.fused(spec, limit)
+            report["throughput"].append(
+                _row(label, naive, fused, compiled=spec["compiled"], st=st)
+            )
+            write()
+    if not args.no_parity:
+        compiled = "compiled" in modes
+        spec = {
+            "what": "parity",
+            "task": args.parity_task,
+            "epochs": args.parity_epochs,
+            "seeds": args.parity_seeds,
+            "compiled": compiled,
+        }
+        res = runner.run(spec, limit)
         report["parity_task"], report["parity_epochs"] = args.parity_task, args.parity_epochs
+        report["parity_compiled"] = compiled
         report["parity_rule"] = f"|mean fused - mean naive| <= max(naive std, {PARITY_FLOOR})"
-        report["parity"] = _parity(
-            [sets[labels[0]][0][0], sets[labels[1]][0][0], random_arrs[0]],
-            ["(mA M)", "(Mb M)", "random3"],
-            task=args.parity_task,
-            fid=dataclasses.replace(fid, epochs=args.parity_epochs),
-            seeds=list(range(args.parity_seeds)),
-            device=args.device,
-        )
-        write()
-
-    for label in labels[:2]:
-        if args.no_compile or left() < COMPILE_MIN_S or label not in naive_rates:
-            report["skipped"].append(f"compiled {label}")
-            print(f"compiled {label} skipped", flush=True)
-            continue
-        arrs, n_naive = sets[label]
-        naive = naive_rates[label]
-        kw["common"] = common | {"steps": min(args.steps, args.compile_steps)}
-        row = _guarded(label, arrs, n_naive, compiled=True, naive=naive, **kw)
-        report["throughput"].append(row)
+        report["parity"] = res.get("parity", [res])
         write()
     write()
     print(f"wrote {path} ({report['total_wall_s']:.1f}s)")
     return 0
-
-
-def _mamba_ssm() -> bool:
-    from primitives.kernels.mamba_ssm import mamba_ssm_available
-
-    return bool(mamba_ssm_available())
 
 
 if __name__ == "__main__":

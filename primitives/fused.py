@@ -53,6 +53,7 @@ from primitives.evaluator import (
     _peak_mem_mb,
     _resolve,
 )
+from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
 from primitives.mamba2 import ssd_chunked
 from primitives.model import ArrangementModel, ModelConfig, build_model
@@ -110,10 +111,8 @@ class _StackedMixer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (K_p, B, T, D). Returns: the block output x + mixer(norm(x)), same shape."""
-        cst = self.consts(x)
-        # the Mamba2 path through mamba-ssm's kernel (last const True) is never compiled
-        fn = _compiled(type(self)) if self.compiled and cst[-1] is not True else type(self).block
-        return fn(x, (self.norm, *self.params()), cst)
+        fn = _compiled_fn(type(self).block) if self.compiled else type(self).block
+        return fn(x, (self.norm, *self.params()), self.consts(x))
 
     def export(self, slot: int, block: Any) -> None:
         """Copy candidate ``slot``'s weights back into a naive Block."""
@@ -137,14 +136,20 @@ class _StackedAttention(_StackedMixer):
 
     def consts(self, x: Tensor) -> tuple[Any, ...]:
         c = self.cfg
-        return (self.eps, c.n_heads, c.kv_heads, c.head_dim, c.rope_theta)
+        tiny = tiny_attention_supported(x.shape[2], c.head_dim, x.device)
+        return (self.eps, c.n_heads, c.kv_heads, c.head_dim, c.rope_theta, tiny)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
         norm, qkv_w, o_w = prm
-        eps, h, g, p, theta = cst
+        eps, h, g, p, theta, tiny = cst
         x = _rms(x_in, norm, eps)  # (K, B, T, D)
-        k, b, t, _ = x.shape
+        k, b, t, d = x.shape
+        if tiny:  # the Triton kernel reads the projection channels-first, RoPE applied inside
+            qkv_t = torch.bmm(qkv_w, x.reshape(k, b * t, d).transpose(1, 2))  # (K, C, B·T)
+            y_t = tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=g, rope_theta=theta)
+            out = torch.bmm(y_t.transpose(1, 2), o_w.transpose(1, 2))  # (K, B·T, D)
+            return x_in + out.view(k, b, t, d)
         qkv = _bmm_t(x, qkv_w)  # (K, B, T, (H + 2G)·P)
         q, kk, v = torch.split(qkv, [h * p, g * p, g * p], dim=-1)
         q = q.reshape(k * b, t, h, p).transpose(1, 2)  # (K·B, H, T, P)
@@ -232,63 +237,38 @@ class _StackedMamba(_StackedMixer):
     def consts(self, x: Tensor) -> tuple[Any, ...]:
         c = self.cfg
         dims = (c.nheads, c.headdim, c.ngroups, c.d_state, c.d_inner, c.conv_dim, c.d_conv)
-        return (self.eps, *dims, c.chunk_size, c.norm_eps, self._use_triton(x))
+        # a sequence within one chunk is one chunk whatever the chunk size: the smallest
+        # power of two that holds it (>= 16) spares the kernels the padding (same result)
+        t = x.shape[2]
+        chunk = (
+            c.chunk_size
+            if t > c.chunk_size
+            else min(c.chunk_size, max(16, 1 << (t - 1).bit_length()))
+        )
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x))
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
-        norm, in_proj, conv_w, conv_b, dt_bias, a_log, d_skip, gnorm, out_proj = prm
-        eps, h, p, g, n, e, c, w, chunk, norm_eps, use_triton = cst
-        u = _rms(x_in, norm, eps)  # (K, B, T, D)
-        k, b, t, _ = u.shape
-        zxbcdt = _bmm_t(u, in_proj)  # (K, B, T, 2E + 2GN + H)
-        # z (K, B, T, E), xbc (K, B, T, C), dt (K, B, T, H)
-        z, xbc, dt = torch.split(zxbcdt, [e, c, h], dim=-1)
-        # depthwise causal conv with the candidates folded into the channels
-        xbc = xbc.permute(1, 0, 3, 2).reshape(b, k * c, t)  # (B, K·C, T)
-        xbc = F.conv1d(
-            xbc,
-            conv_w.reshape(k * c, 1, w).to(xbc.dtype),  # (K·C, 1, W)
-            conv_b.reshape(k * c).to(xbc.dtype),  # (K·C,)
-            padding=w - 1,
-            groups=k * c,
-        )[..., :t]  # (B, K·C, T): causal part
-        xbc = F.silu(xbc).view(b, k, c, t).permute(0, 3, 1, 2)  # (B, T, K, C)
-        # candidates folded into heads: head k·H + h' reads group k·G + h' // (H / G)
-        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
-        x = x.reshape(b, t, k * h, p)  # (B, T, K·H, P)
-        bmat = bmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
-        cmat = cmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
-        dtf = dt.permute(1, 2, 0, 3).reshape(b, t, k * h)  # (B, T, K·H)
-        a = -torch.exp(a_log.float()).reshape(k * h)  # (K·H,)
-        if use_triton:
-            from primitives.kernels.mamba_ssm import load_mamba_chunk_scan_combined
+        return _StackedMamba.run(x_in, prm, cst, compiled=False)
 
-            kernel = load_mamba_chunk_scan_combined()
-            y = kernel(
-                x,
-                dtf,
-                a,
-                bmat,
-                cmat,
-                chunk,
-                D=d_skip.reshape(k * h),
-                dt_bias=dt_bias.reshape(k * h),
-                dt_softplus=True,
-            )  # (B, T, K·H, P)
-        else:
-            step = F.softplus(dtf.float() + dt_bias.float().reshape(k * h))  # (B, T, K·H)
-            y = ssd_chunked(
-                x, step, a, bmat, cmat, chunk, D=d_skip.reshape(k * h)
-            )  # (B, T, K·H, P)
-        assert isinstance(y, Tensor)
-        y = y.reshape(b, t, k, e).permute(2, 0, 1, 3)  # (K, B, T, E)
-        # gated RMSNorm (fp32 inside), RMS over groups of E / G features
-        gated = y.float() * F.silu(z.float())  # (K, B, T, E)
-        grouped = gated.reshape(k, b, t, g, e // g)  # (K, B, T, G, E/G)
-        scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + norm_eps)
-        normed = (grouped * scale).reshape(k, b, t, e)  # (K, B, T, E)
-        y = (normed * gnorm.float()[:, None, None, :]).to(y.dtype)  # (K, B, T, E)
-        return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
+    @staticmethod
+    def run(
+        x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...], *, compiled: bool
+    ) -> Tensor:
+        """The block in three parts: projections and conv, the SSD scan, gated norm and output.
+
+        With ``compiled`` the first and last parts run through ``torch.compile``; the scan is
+        mamba-ssm's Triton kernel or the pure-PyTorch SSD, called eagerly either way.
+        """
+        pre = _compiled_fn(_mamba_pre) if compiled else _mamba_pre
+        post = _compiled_fn(_mamba_post) if compiled else _mamba_post
+        x, dtf, bmat, cmat, z = pre(x_in, prm, cst)
+        y = _mamba_scan(x, dtf, bmat, cmat, prm, cst)  # (B, T, K·H, P)
+        return post(x_in, y, z, prm, cst)
+
+    def forward(self, x: Tensor) -> Tensor:
+        cst = self.consts(x)
+        return self.run(x, (self.norm, *self.params()), cst, compiled=self.compiled)
 
     def export(self, slot: int, block: Any) -> None:
         super().export(slot, block)
@@ -308,14 +288,99 @@ class _StackedMamba(_StackedMixer):
                 target.copy_(getattr(self, name)[slot])
 
 
-_COMPILED: dict[type[_StackedMixer], Callable[..., Tensor]] = {}
+def _mamba_pre(
+    x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Norm, in_proj and the causal conv of K_p stacked Mamba2 mixers, candidates folded into
+    heads (head k·H + h' reads group k·G + h' // (H / G)).
+
+    Returns: x (B, T, K·H, P), dt (B, T, K·H), B and C (B, T, K·G, N), z (K, B, T, E).
+    """
+    norm, in_proj, conv_w, conv_b = prm[:4]
+    eps, h, p, g, n, e, c, w = cst[:8]
+    u = _rms(x_in, norm, eps)  # (K, B, T, D)
+    k, b, t, _ = u.shape
+    zxbcdt = _bmm_t(u, in_proj)  # (K, B, T, 2E + 2GN + H)
+    # z (K, B, T, E), xbc (K, B, T, C), dt (K, B, T, H)
+    z, xbc, dt = torch.split(zxbcdt, [e, c, h], dim=-1)
+    # depthwise causal conv written as W shifted products: elementwise work that compiles into
+    # one kernel (cuDNN's depthwise conv1d on K·C channels was a tenth of the step)
+    cw = conv_w.to(xbc.dtype)[:, :, 0, :]  # (K, C, W)
+    padded = F.pad(xbc, (0, 0, w - 1, 0))  # (K, B, T + W - 1, C)
+    conv = conv_b.to(xbc.dtype)[:, None, None, :] + sum(
+        padded[:, :, j : j + t, :] * cw[:, None, None, :, j] for j in range(w)
+    )  # (K, B, T, C)
+    xbc = F.silu(conv).permute(1, 2, 0, 3)  # (B, T, K, C)
+    x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
+    x = x.reshape(b, t, k * h, p)  # (B, T, K·H, P)
+    bmat = bmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
+    cmat = cmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
+    dtf = dt.permute(1, 2, 0, 3).reshape(b, t, k * h)  # (B, T, K·H)
+    return x, dtf, bmat, cmat, z
 
 
-def _compiled(cls: type[_StackedMixer]) -> Callable[..., Tensor]:
-    """``torch.compile`` of ``cls.block``, built once per primitive and shared by all layers."""
-    if cls not in _COMPILED:
-        _COMPILED[cls] = torch.compile(cls.block)
-    return _COMPILED[cls]
+def _mamba_scan(
+    x: Tensor,
+    dtf: Tensor,
+    bmat: Tensor,
+    cmat: Tensor,
+    prm: tuple[Tensor, ...],
+    cst: tuple[Any, ...],
+) -> Tensor:
+    """The SSD scan over the folded heads. Returns y (B, T, K·H, P)."""
+    dt_bias, a_log, d_skip = prm[4:7]
+    chunk, use_triton = cst[8], cst[10]
+    kh = dtf.shape[-1]
+    a = -torch.exp(a_log.float()).reshape(kh)  # (K·H,)
+    if use_triton:
+        from primitives.kernels.mamba_ssm import load_mamba_chunk_scan_combined
+
+        kernel = load_mamba_chunk_scan_combined()
+        y = kernel(
+            x,
+            dtf,
+            a,
+            bmat,
+            cmat,
+            chunk,
+            D=d_skip.reshape(kh),
+            dt_bias=dt_bias.reshape(kh),
+            dt_softplus=True,
+        )  # (B, T, K·H, P)
+    else:
+        step = F.softplus(dtf.float() + dt_bias.float().reshape(kh))  # (B, T, K·H)
+        y = ssd_chunked(x, step, a, bmat, cmat, chunk, D=d_skip.reshape(kh))  # (B, T, K·H, P)
+    assert isinstance(y, Tensor)
+    return y
+
+
+def _mamba_post(
+    x_in: Tensor, y: Tensor, z: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
+) -> Tensor:
+    """Gated RMSNorm (fp32 inside, RMS over groups of E / G features), out_proj, residual.
+
+    Args: x_in (K, B, T, D); y (B, T, K·H, P); z (K, B, T, E). Returns (K, B, T, D).
+    """
+    gnorm, out_proj = prm[7], prm[8]
+    g, e, norm_eps = cst[3], cst[5], cst[9]
+    k, b, t, _ = x_in.shape
+    y = y.reshape(b, t, k, e).permute(2, 0, 1, 3)  # (K, B, T, E)
+    gated = y.float() * F.silu(z.float())  # (K, B, T, E)
+    grouped = gated.reshape(k, b, t, g, e // g)  # (K, B, T, G, E/G)
+    scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + norm_eps)
+    normed = (grouped * scale).reshape(k, b, t, e)  # (K, B, T, E)
+    y = (normed * gnorm.float()[:, None, None, :]).to(y.dtype)  # (K, B, T, E)
+    return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
+
+
+_COMPILED_FNS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _compiled_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile`` of a pure function, built once per function and shared by all layers."""
+    if fn not in _COMPILED_FNS:
+        _COMPILED_FNS[fn] = torch.compile(fn)
+    return _COMPILED_FNS[fn]
 
 
 _STACKED: dict[str, type[_StackedMixer]] = {

@@ -85,3 +85,32 @@ def test_count_expands_agents(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('name = "evo-mcts"', 'name = "evo-mcts"\ncount = 3'))
     names = [a.name for a in load_population(path).expanded_agents()]
     assert names == ["evo-greedy", "evo-mcts-1", "evo-mcts-2", "evo-mcts-3", "random-greedy"]
+
+
+def test_fuse_and_compile(tmp_path: Path) -> None:
+    path = write_population(tmp_path / "p.toml")
+    plain = load_population(path)
+    assert (plain.evaluation.fuse, plain.evaluation.compile) == (1, False)
+    path.write_text(
+        path.read_text().replace("timeout_s = 30\n", "timeout_s = 30\nfuse = 4\ncompile = true\n")
+    )
+    config = load_population(path)
+    assert (config.evaluation.fuse, config.evaluation.compile) == (4, True)
+    assert config.config_hash() == plain.config_hash(), "how jobs are batched decides no score"
+    assert DaemonConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("fuse = 0", r"evaluation\.fuse must be an integer >= 1, got 0"),
+        ('fuse = "x"', r"evaluation\.fuse expected int"),
+        ("fuse = 2.5", r"evaluation\.fuse expected int"),
+        ('compile = "yes"', r"evaluation\.compile expected bool"),
+    ],
+)
+def test_bad_fuse_or_compile_is_named(tmp_path: Path, line: str, message: str) -> None:
+    path = write_population(tmp_path / "p.toml")
+    path.write_text(path.read_text().replace("timeout_s = 30\n", f"timeout_s = 30\n{line}\n"))
+    with pytest.raises(ConfigError, match=message):
+        load_population(path)

@@ -1,10 +1,13 @@
-"""The evaluation queue and its worker processes: priorities, sharing, timeouts, crashes."""
+"""The evaluation queue and its worker processes: priorities, sharing, fusing, timeouts."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from collections.abc import Sequence
+
+import pytest
 
 from aira_async.eval_worker import EvalRequest
 from aira_async.gpu_queue import EvaluationQueue
@@ -106,3 +109,142 @@ async def test_process_slot_crash_fails_the_job_with_the_reason() -> None:
         assert slot.pid != pid
     finally:
         await slot.close()
+
+
+def mad_request(
+    text: str,
+    *,
+    task: str = "mad",
+    fidelity: str = "smoke",
+    seed: int = 0,
+    split: Split = Split.VALIDATION,
+) -> EvalRequest:
+    key = EvalKey(proposal_key=text, task=task, fidelity=fidelity, seed=seed, split=split)
+    return EvalRequest(
+        key=key, layers=tuple(text.split()), alphabet=("mA", "M", "Mb"), length=2, task_seed=0
+    )
+
+
+class BatchSlot(BaseSlot):
+    """Answers every request OK at once and remembers the batches it was given."""
+
+    def __init__(self, delay_s: float = 0.01) -> None:
+        self.name = "batches"
+        self.batches: list[list[str]] = []
+        self.delay_s = delay_s
+
+    async def run(self, request: EvalRequest, timeout_s: float) -> EvalOutcome:
+        raise AssertionError("the queue hands slots batches")
+
+    async def run_batch(
+        self, requests: Sequence[EvalRequest], timeout_s: float
+    ) -> list[EvalOutcome]:
+        self.batches.append([r.key.proposal_key for r in requests])
+        await asyncio.sleep(self.delay_s)
+        return [EvalOutcome(key=r.key, status=EvalStatus.OK, score=1.0) for r in requests]
+
+
+# submitted in this order: one test job, then validation jobs v0..v4 with `x` among them
+ORDER = ["t0", "v0", "v1", "x", "v2", "v3", "v4"]
+
+
+async def batches_for(fuse: int, incompatible: EvalRequest) -> list[list[str]]:
+    """The batches a one-slot queue forms from ORDER's requests, all queued before it serves."""
+    requests = {name: mad_request(f"{name} M") for name in ORDER if name[0] == "v"}
+    requests["t0"] = mad_request("t0 M", split=Split.TEST)
+    requests["x"] = incompatible
+    slot = BatchSlot()
+    queue = EvaluationQueue([slot], timeout_s=5, fuse=fuse)
+    halt = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        jobs = [group.create_task(queue.submit(requests[name])) for name in ORDER]
+        again = group.create_task(queue.submit(requests["v1"]))  # shares v1's evaluation
+        await asyncio.sleep(0)  # everything is queued before the slot takes anything
+        serving = group.create_task(queue.serve(halt))
+        outcomes = [await job for job in jobs]
+        assert (await again) is outcomes[ORDER.index("v1")]
+        halt.set()
+        await serving
+    assert all(o is not None and o.status is EvalStatus.OK for o in outcomes)
+    assert queue.n_done == len(ORDER)
+    return slot.batches
+
+
+@pytest.mark.parametrize(
+    "incompatible",
+    [
+        mad_request("x M", seed=1),
+        mad_request("x M", task="synthetic"),
+        mad_request("x M", fidelity="paper"),
+        mad_request("x M M"),  # another depth
+    ],
+    ids=["seed", "task", "fidelity", "depth"],
+)
+async def test_fused_batches_keep_the_cap_order_and_compatibility(
+    incompatible: EvalRequest,
+) -> None:
+    batches = await batches_for(3, incompatible)
+    incompatible_key = incompatible.key.proposal_key
+    assert batches == [
+        ["v0 M", "v1 M", "v2 M"],  # x is passed over and keeps its place
+        [incompatible_key],
+        ["v3 M", "v4 M"],  # the test job does not join validation work
+        ["t0 M"],
+    ]
+
+
+async def test_fuse_one_runs_one_request_at_a_time() -> None:
+    batches = await batches_for(1, mad_request("x M", seed=1))
+    assert batches == [["v0 M"], ["v1 M"], ["x M"], ["v2 M"], ["v3 M"], ["v4 M"], ["t0 M"]]
+
+
+async def test_a_batch_taken_is_answered_when_the_queue_halts() -> None:
+    slot = BatchSlot(delay_s=0.2)
+    queue = EvaluationQueue([slot], timeout_s=5, fuse=3)
+    halt = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        jobs = [group.create_task(queue.submit(mad_request(f"v{i} M"))) for i in range(5)]
+        await asyncio.sleep(0)
+        serving = group.create_task(queue.serve(halt))
+        await asyncio.sleep(0.05)  # the slot holds its first batch
+        halt.set()
+        await serving
+    outcomes = [j.result() for j in jobs]
+    assert slot.batches == [["v0 M", "v1 M", "v2 M"]]
+    assert all(o is not None and o.status is EvalStatus.OK for o in outcomes[:3])
+    assert outcomes[3:] == [None, None]
+
+
+async def test_process_slot_batch_timeout_fails_every_request() -> None:
+    slot = ProcessSlot(0, device="cpu", n_threads=1)
+    try:
+        batch = [request("mA M mA M", latency_s=30), request("M M M M")]
+        outcomes = await slot.run_batch(batch, timeout_s=0.75)  # the batch gets 2 x 0.75 s
+        assert [o.key for o in outcomes] == [r.key for r in batch]
+        assert all(o.status is EvalStatus.TIMEOUT for o in outcomes)
+        assert all("after 1.5s" in (o.error or "") for o in outcomes)
+        assert slot.restarts == 1
+    finally:
+        await slot.close()
+
+
+async def test_process_slot_fuses_mad_requests_like_one_at_a_time() -> None:
+    """CPU fp32: a fused batch scores as the same requests run one by one (to rounding)."""
+    slot = ProcessSlot(0, device="cpu", n_threads=1)
+    requests = [mad_request("mA M"), mad_request("Mb M")]
+    try:
+        fused = await slot.run_batch(requests, timeout_s=120)
+        alone = [await slot.run(r, timeout_s=120) for r in requests]
+        # a malformed request fails alone; its batch-mate still trains
+        bad, good = await slot.run_batch([mad_request("X M"), requests[0]], timeout_s=120)
+    finally:
+        await slot.close()
+    assert bad.status is EvalStatus.ERROR and "'X'" in (bad.error or "")
+    assert good.status is EvalStatus.OK and good.score == alone[0].score
+    for together, single, req in zip(fused, alone, requests, strict=True):
+        assert together.key == single.key == req.key
+        assert together.status is single.status is EvalStatus.OK, together.error
+        assert together.score is not None and single.score is not None
+        assert abs(together.score - single.score) < 1e-6
+        assert together.metrics["fused_k"] == 2 and "fused_k" not in single.metrics
+        assert together.metrics["n_params"] == single.metrics["n_params"]

@@ -83,7 +83,10 @@ def test_one_adamw_step_matches_naive_steps() -> None:
         for (name, p_naive), p_fused in zip(
             naive.named_parameters(), exported.parameters(), strict=True
         ):
-            torch.testing.assert_close(p_fused, p_naive, atol=1e-5, rtol=1e-4, msg=name)
+            # AdamW's first steps move each weight by about lr = 1e-2 whatever the gradient's
+            # size, so a wrong gradient shows as ~1e-2; 1e-4 leaves room for the rounding of
+            # near-zero gradients (the fused Mamba conv sums in another order)
+            torch.testing.assert_close(p_fused, p_naive, atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_evaluate_fused_matches_evaluate() -> None:

@@ -1,0 +1,82 @@
+"""Where a fused training step spends its GPU time: a torch.profiler table of the top kernels.
+
+Runs K candidates of one arrangement on the `paper` in-context-recall shape (as
+bench/eval_throughput.py times them), warms up, profiles a few steps and prints the kernels with
+the most CUDA time, plus the step's wall time.
+
+Usage: python bench/profile_fused.py --layers "mA M" --k 32 [--compiled] [--rows 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+try:
+    import primitives  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from primitives.evaluator import FIDELITIES, _dataset, _model_config, tasks_for
+from primitives.fused import _fused_loss, fused_models
+from primitives.mad import MAD_DATA_SEED
+from primitives.training import _autocast
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--layers", default="mA M", help="the repeated unit, e.g. 'Mb M'")
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--compiled", action="store_true")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    fid = FIDELITIES["paper"]
+    task = tasks_for(fid)["in_context_recall"]
+    data = _dataset(task, MAD_DATA_SEED)
+    inputs, targets = data.train_inputs.to(device), data.train_targets.to(device)
+    unit = tuple(args.layers.split())
+    layers = (unit * math.ceil(args.depth / len(unit)))[: args.depth]
+    cfgs = [_model_config(layers, fid, task)] * args.k
+    model = fused_models(cfgs, list(range(args.k))).to(device).compile_blocks(args.compiled)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=True)
+    batch = fid.batch_size
+
+    def step(i: int) -> None:
+        idx = torch.arange(i * batch, (i + 1) * batch, device=device) % inputs.shape[0]
+        with _autocast(device, True):
+            logits = model(inputs[idx])  # (K, batch, T, V)
+        loss, _ = _fused_loss(logits, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+
+    for i in range(3):
+        step(i)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for i in range(args.steps):
+            step(i)
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) / args.steps
+    print(
+        f"{' '.join(layers)} K={args.k} compiled={args.compiled} on "
+        f"{torch.cuda.get_device_name()}: {wall * 1e3:.1f} ms/step (under the profiler), "
+        f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+    )
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.rows)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,390 @@
+"""Triton kernels behind :mod:`primitives.kernels.tiny_attention` (imported only when used).
+
+Layout: the packed projection is channels-first, qkv (K, C, B·T) with C = (H + 2G)·P (the
+product W x_kᵀ of one batched matmul); sequence n = k·B + b of candidate k. Every head's P
+feature rows are then T contiguous values each, so a (sequence, head) tile is loaded with whole
+memory sectors. The output o is (K, H·P, B·T) likewise.
+
+One program owns one (sequence, head) pair, or in the backward pass one (sequence, kv head) pair
+with the query heads that read it, and the whole sequence (T <= 128): the score matrix stays in
+registers, nothing is tiled and no atomics are needed. Queries and keys are rotated as they are
+loaded (RoPE, halves convention of :func:`primitives.attention.apply_rotary`):
+x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the two halves of the head and sin± is -sin
+on the first half and +sin on the second. The head (P <= 16) is zero-padded to 16 columns for
+``tl.dot``. Backward through the rotation: with G = dL/dx_rot, dL/dx = G ⊙ cos - G_perm ⊙ sin±,
+and G_perm = dS · k_rot_perm where k_rot_perm = k_perm ⊙ cos - k ⊙ sin±.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m in (32, 64, 128) for w in (4, 8)]
+# Triton's CPU interpreter (tests) has no device to time configurations on
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
+    """Query blocks no taller than the sequence block (a launch keyword)."""
+    block_t = kwargs.get("BLOCK_T", named_args.get("BLOCK_T"))
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= block_t]
+    return kept or [triton.Config({"BLOCK_M": block_t}, num_warps=4)]
+
+
+def _tuned(fn: Any) -> Any:
+    """Pick the query block and num_warps by timing (once per shape) on a GPU; in the
+    interpreter use one query block of 32 rows (so the block loop is exercised)."""
+    if _INTERPRETED:
+        return fn
+    return triton.autotune(
+        configs=_CONFIGS,
+        key=["T", "H", "G", "P"],
+        prune_configs_by={"early_config_prune": _prune},
+    )(fn)
+
+
+@triton.jit
+def _packed(ptr, rows, offs_j, bt, mask, cos_ptr, sin_ptr, trig_rows,
+            P: tl.constexpr, HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """[x_rot | x_rot_perm] of one head for a block of rows: (rows, 2·HW) fp32.
+
+    Column j < HW holds rotated feature j; column HW + i holds rotated feature π(i), π swapping
+    the two halves of the head; columns at or past P in either half are zero.
+    """
+    i = offs_j % HW
+    src = tl.where(offs_j < HW, i, (i + P // 2) % P)[None, :]
+    partner = (src + P // 2) % P
+    x = tl.load(ptr + rows + src * bt, mask=mask, other=0.0).to(tl.float32)
+    xp = tl.load(ptr + rows + partner * bt, mask=mask, other=0.0).to(tl.float32)
+    cos = tl.load(cos_ptr + trig_rows + src, mask=mask, other=0.0)
+    sin = tl.load(sin_ptr + trig_rows + src, mask=mask, other=0.0)
+    return x * cos + xp * sin
+
+
+@triton.jit
+def _unrotate(grad, offs_j, mask, cos_ptr, sin_ptr, trig_rows, ROWS: tl.constexpr,
+              HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Gradient of [x_rot | x_rot_perm] (rows, 2·HW) -> gradient of x (rows, HW)."""
+    i = (offs_j % HW)[None, :]
+    cos = tl.load(cos_ptr + trig_rows + i, mask=mask, other=0.0)
+    sin = tl.load(sin_ptr + trig_rows + i, mask=mask, other=0.0)
+    coef = tl.where(offs_j[None, :] < HW, cos, -sin)
+    return tl.sum(tl.reshape(grad * coef, (ROWS, 2, HW)), axis=1)
+
+
+@_tuned
+@triton.jit
+def _fwd_kernel(
+    qkv, cos_ptr, sin_ptr, out, lse_ptr,
+    T, B, s_qk, s_ok, scale,
+    H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip  # pragma: no cover - compiled by Triton
+    n = tl.program_id(0)
+    h = tl.program_id(1)
+    g = h // (H // G)
+    k_idx = n // B
+    t0 = (n % B) * T  # this sequence's first column
+    bt = B * T  # the channel stride of qkv and out
+    offs_t = tl.arange(0, BLOCK_T)
+    offs_j = tl.arange(0, 2 * HW)
+    offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
+    in_t = offs_t < T
+    col_ok = (offs_j % HW < P)[None, :]
+    base = qkv + k_idx * s_qk
+    dt = qkv.dtype.element_ty
+    kp = _packed(
+        base + (H + g) * P * bt,
+        t0 + offs_t[:, None],
+        offs_j,
+        bt,
+        in_t[:, None] & col_ok,
+        cos_ptr,
+        sin_ptr,
+        offs_t[:, None] * P,
+        P,
+        HW,
+    )
+    kp = kp.to(dt)
+    v_mask = in_t[:, None] & (offs_v[None, :] < P)
+    v = tl.load(
+        base + (H + G + g) * P * bt + t0 + offs_t[:, None] + offs_v[None, :] * bt,
+        mask=v_mask,
+        other=0.0,
+    )
+    for m0 in range(0, BLOCK_T, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        in_m = offs_m < T
+        qp = _packed(
+            base + h * P * bt,
+            t0 + offs_m[:, None],
+            offs_j,
+            bt,
+            in_m[:, None] & col_ok,
+            cos_ptr,
+            sin_ptr,
+            offs_m[:, None] * P,
+            P,
+            HW,
+        )
+        # both halves of the packed tiles contribute the same sum: q_rot · k_rot twice
+        s = tl.dot(qp.to(dt), tl.trans(kp)) * (scale * 0.5)
+        causal = (offs_t[None, :] <= offs_m[:, None]) & (offs_t[None, :] < T)
+        s = tl.where(causal, s, float("-inf"))
+        m = tl.max(s, axis=1)
+        p = tl.exp(s - m[:, None])
+        denom = tl.sum(p, axis=1)
+        o = tl.dot((p / denom[:, None]).to(dt), v)
+        o_ptr = out + k_idx * s_ok + h * P * bt + t0 + offs_m[:, None] + offs_v[None, :] * bt
+        tl.store(o_ptr, o.to(dt), mask=in_m[:, None] & (offs_v[None, :] < P))
+        tl.store(lse_ptr + (n * H + h) * T + offs_m, m + tl.log(denom), mask=in_m)
+
+
+@_tuned
+@triton.jit
+def _bwd_kernel(
+    qkv, cos_ptr, sin_ptr, out, dout, lse_ptr, dqkv,
+    T, B, s_qk, s_ok, s_dok, s_dok_c, s_dok_t, scale,
+    H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip  # pragma: no cover - compiled by Triton
+    n = tl.program_id(0)
+    g = tl.program_id(1)
+    k_idx = n // B
+    t0 = (n % B) * T
+    bt = B * T
+    offs_t = tl.arange(0, BLOCK_T)
+    offs_j = tl.arange(0, 2 * HW)
+    offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
+    offs_h = tl.arange(0, HW)  # query, key features
+    in_t = offs_t < T
+    col_ok = (offs_j % HW < P)[None, :]
+    v_ok = (offs_v < P)[None, :]
+    h_ok = (offs_h < P)[None, :]
+    base = qkv + k_idx * s_qk
+    dbase = dqkv + k_idx * s_qk
+    dt = qkv.dtype.element_ty
+    kp = _packed(
+        base + (H + g) * P * bt,
+        t0 + offs_t[:, None],
+        offs_j,
+        bt,
+        in_t[:, None] & col_ok,
+        cos_ptr,
+        sin_ptr,
+        offs_t[:, None] * P,
+        P,
+        HW,
+    )
+    kp = kp.to(dt)
+    v = tl.load(
+        base + (H + G + g) * P * bt + t0 + offs_t[:, None] + offs_v[None, :] * bt,
+        mask=in_t[:, None] & v_ok,
+        other=0.0,
+    )
+    dkp = tl.zeros((BLOCK_T, 2 * HW), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_T, VW), dtype=tl.float32)
+    for r in range(H // G):
+        h = g * (H // G) + r
+        for m0 in range(0, BLOCK_T, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            in_m = offs_m < T
+            m_mask = in_m[:, None] & v_ok
+            qp = _packed(
+                base + h * P * bt,
+                t0 + offs_m[:, None],
+                offs_j,
+                bt,
+                in_m[:, None] & col_ok,
+                cos_ptr,
+                sin_ptr,
+                offs_m[:, None] * P,
+                P,
+                HW,
+            )
+            qp = qp.to(dt)
+            s = tl.dot(qp, tl.trans(kp)) * (scale * 0.5)
+            lse = tl.load(lse_ptr + (n * H + h) * T + offs_m, mask=in_m, other=0.0)
+            causal = (offs_t[None, :] <= offs_m[:, None]) & (offs_t[None, :] < T)
+            p = tl.where(causal, tl.exp(s - lse[:, None]), 0.0)
+            do_ptr = (
+                dout
+                + k_idx * s_dok
+                + (h * P + offs_v[None, :]) * s_dok_c
+                + (t0 + offs_m[:, None]) * s_dok_t
+            )
+            do = tl.load(do_ptr, mask=m_mask, other=0.0).to(dt)
+            o_ptr = out + k_idx * s_ok + h * P * bt + t0 + offs_m[:, None] + offs_v[None, :] * bt
+            o = tl.load(o_ptr, mask=m_mask, other=0.0)
+            dv += tl.dot(tl.trans(p.to(dt)), do)
+            dp = tl.dot(do, tl.trans(v))
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
+            ds = (p * (dp - delta[:, None]) * scale).to(dt)
+            # ds · k_packed = [dL/dq_rot | dL/dq_rot_perm]: each half alone carries the full
+            # gradient (the 1/2 on the packed scores cancels the doubled sum)
+            dq = _unrotate(
+                tl.dot(ds, kp),
+                offs_j,
+                in_m[:, None],
+                cos_ptr,
+                sin_ptr,
+                offs_m[:, None] * P,
+                BLOCK_M,
+                HW,
+            )
+            dkp += tl.dot(tl.trans(ds), qp)
+            tl.store(
+                dbase + h * P * bt + t0 + offs_m[:, None] + offs_h[None, :] * bt,
+                dq.to(dt),
+                mask=in_m[:, None] & h_ok,
+            )
+    dk = _unrotate(dkp, offs_j, in_t[:, None], cos_ptr, sin_ptr, offs_t[:, None] * P, BLOCK_T, HW)
+    rows = t0 + offs_t[:, None]
+    tl.store(
+        dbase + (H + g) * P * bt + rows + offs_h[None, :] * bt,
+        dk.to(dt),
+        mask=in_t[:, None] & h_ok,
+    )
+    tl.store(
+        dbase + (H + G + g) * P * bt + rows + offs_v[None, :] * bt,
+        dv.to(dt),
+        mask=in_t[:, None] & v_ok,
+    )
+
+
+def _block_t(t: int) -> int:
+    return max(16, triton.next_power_of_2(t))
+
+
+def _launch_args(t: int, p: int) -> dict[str, int]:
+    """The shape constants; in the interpreter also the (otherwise tuned) query block."""
+    args = {
+        "HW": max(8, triton.next_power_of_2(p)),
+        "VW": max(16, triton.next_power_of_2(p)),
+        "BLOCK_T": _block_t(t),
+    }
+    if _INTERPRETED:
+        args["BLOCK_M"] = min(32, args["BLOCK_T"])
+    return args
+
+
+@torch.library.custom_op("aira::tiny_attention_fwd", mutates_args=())
+def tiny_attention_fwd(
+    qkv: Tensor, cos: Tensor, sin: Tensor, seq_len: int, n_heads: int, kv_heads: int
+) -> tuple[Tensor, Tensor]:
+    """Args: qkv (K, C, B·T) contiguous; cos, sin± (T, P) fp32; seq_len T.
+
+    Returns: o (K, H·P, B·T) and the log-sum-exp of each score row, (K·B, H, T) fp32.
+    """
+    k, c, bt = qkv.shape
+    p = c // (n_heads + 2 * kv_heads)
+    b = bt // seq_len
+    out = torch.empty(k, n_heads * p, bt, device=qkv.device, dtype=qkv.dtype)
+    lse = torch.empty(k * b, n_heads, seq_len, device=qkv.device, dtype=torch.float32)
+    _fwd_kernel[(k * b, n_heads)](
+        qkv,
+        cos,
+        sin,
+        out,
+        lse,
+        seq_len,
+        b,
+        qkv.stride(0),
+        out.stride(0),
+        p**-0.5,
+        H=n_heads,
+        G=kv_heads,
+        P=p,
+        **_launch_args(seq_len, p),
+    )
+    return out, lse
+
+
+@tiny_attention_fwd.register_fake
+def _(
+    qkv: Tensor, cos: Tensor, sin: Tensor, seq_len: int, n_heads: int, kv_heads: int
+) -> tuple[Tensor, Tensor]:
+    k, c, bt = qkv.shape
+    p = c // (n_heads + 2 * kv_heads)
+    out = qkv.new_empty(k, n_heads * p, bt)
+    return out, qkv.new_empty(k * (bt // seq_len), n_heads, seq_len, dtype=torch.float32)
+
+
+@torch.library.custom_op("aira::tiny_attention_bwd", mutates_args=())
+def tiny_attention_bwd(
+    dout: Tensor,
+    qkv: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    seq_len: int,
+    n_heads: int,
+    kv_heads: int,
+) -> Tensor:
+    """The gradient with respect to qkv, (K, C, B·T); dout may be strided."""
+    k, c, bt = qkv.shape
+    p = c // (n_heads + 2 * kv_heads)
+    b = bt // seq_len
+    if dout.stride(2) != 1 and dout.stride(1) != 1:
+        dout = dout.contiguous()
+    dqkv = torch.empty_like(qkv)
+    _bwd_kernel[(k * b, kv_heads)](
+        qkv,
+        cos,
+        sin,
+        out,
+        dout,
+        lse,
+        dqkv,
+        seq_len,
+        b,
+        qkv.stride(0),
+        out.stride(0),
+        dout.stride(0),
+        dout.stride(1),
+        dout.stride(2),
+        p**-0.5,
+        H=n_heads,
+        G=kv_heads,
+        P=p,
+        **_launch_args(seq_len, p),
+    )
+    return dqkv
+
+
+@tiny_attention_bwd.register_fake
+def _(
+    dout: Tensor,
+    qkv: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    seq_len: int,
+    n_heads: int,
+    kv_heads: int,
+) -> Tensor:
+    return torch.empty_like(qkv)
+
+
+def _setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:  # type: ignore[type-arg]
+    qkv, cos, sin, seq_len, n_heads, kv_heads = inputs
+    out, lse = output
+    ctx.save_for_backward(qkv, cos, sin, out, lse)
+    ctx.dims = (seq_len, n_heads, kv_heads)  # type: ignore[attr-defined]
+
+
+def _backward(ctx: torch.autograd.function.FunctionCtx, dout: Tensor, _dlse: Tensor) -> tuple:  # type: ignore[type-arg]
+    qkv, cos, sin, out, lse = ctx.saved_tensors  # type: ignore[attr-defined]
+    dqkv = tiny_attention_bwd(dout, qkv, cos, sin, out, lse, *ctx.dims)  # type: ignore[attr-defined]
+    return dqkv, None, None, None, None, None
+
+
+tiny_attention_fwd.register_autograd(_backward, setup_context=_setup)
