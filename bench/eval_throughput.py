@@ -23,8 +23,9 @@ beside |mean fused - mean naive|; they agree when the gap is at most max(spread,
 Every measurement runs in its own child process (``--child SPEC``), so an out-of-memory failure
 or a hung compile cannot poison the next one; the parent retries a fused measurement that ran
 out of memory with half the K, bounds each child by the time left, and writes the JSON after
-each row (a killed run keeps what is done). Mamba2 uses mamba-ssm's Triton kernel when it
-imports, else the pure-PyTorch chunked SSD (recorded as ``mamba_ssm``).
+each row. Children print straight to the console, so a run killed from outside keeps its log.
+Mamba2 uses mamba-ssm's Triton kernel when it imports, else the pure-PyTorch chunked SSD
+(recorded as ``mamba_ssm``).
 
 Usage: python bench/eval_throughput.py --device cuda --out bench/results
        python bench/eval_throughput.py --device cpu --tiny          (a smoke check)
@@ -43,6 +44,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,6 @@ from primitives.training import _autocast
 BF16_PEAK = {"h100": 989.4e12, "h200": 989.4e12, "a100": 312e12}
 PRIMS = ("mA", "M", "Mb")
 PARITY_FLOOR = 0.005  # scores that agree this closely agree, whatever the spread
-RESULT = "RESULT "  # a child's last stdout line: RESULT <json>
 
 
 def _card(device: torch.device) -> str:
@@ -172,7 +173,7 @@ def _flops(cfg: ModelConfig, batch: int, seq: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Children: one measurement each, answered as a RESULT line.
+# Children: one measurement each, answered as JSON in the file named by --result.
 
 
 def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +222,13 @@ def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
         for s in seeds
     ]
     t0 = time.perf_counter()
-    naive_res = evaluate_naive(jobs)
+    naive_res = []
+    for job in jobs:  # one at a time, each printed (a killed run keeps them in the log)
+        (res,) = evaluate_naive([job])
+        naive_res.append(res)
+        print(
+            f"naive {' '.join(job.layers)} seed {job.seed}: {res.status} {res.score}", flush=True
+        )
     t1 = time.perf_counter()
     fused_res = evaluate_fused(jobs, compile_blocks=spec["compiled"])
     t2 = time.perf_counter()
@@ -267,6 +274,10 @@ def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 def _r(xs: list[Any]) -> str:
     return "[" + ", ".join("-" if x is None else f"{x:.4f}" for x in xs) + "]"
 
@@ -284,25 +295,24 @@ class Runner:
         return self.deadline - time.monotonic()
 
     def run(self, spec: dict[str, Any], limit_s: float) -> dict[str, Any]:
-        """One child; its RESULT, or {"error": ...} (out of memory, crash, time limit)."""
+        """One child; its result, or {"error": ...} (out of memory, crash, time limit).
+
+        The child prints straight to this process's stdout and stderr (a run killed from
+        outside keeps every line) and writes its result as JSON to a file named here.
+        """
         limit = min(limit_s, self.left())
         if limit < 5:
             return {"error": "skipped: run budget spent"}
-        cmd = [sys.executable, __file__, *self.argv, "--child", json.dumps(spec)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired as exc:
-            _echo(exc.stdout, exc.stderr)
-            return {"error": f"timeout after {limit:.0f}s"}
-        _echo(proc.stdout, proc.stderr)
-        for line in reversed(proc.stdout.splitlines()):
-            if line.startswith(RESULT):
-                return dict(json.loads(line[len(RESULT) :]))
-        tail = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        last = tail[-1][:300] if tail else f"exit code {proc.returncode}"
-        if "OutOfMemoryError" in proc.stderr or "out of memory" in proc.stderr:
-            return {"error": "oom: " + last, "oom": True}
-        return {"error": last}
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "result.json"
+            cmd = [sys.executable, __file__, *self.argv, "--child", json.dumps(spec)]
+            try:
+                proc = subprocess.run([*cmd, "--result", str(result)], timeout=limit)
+            except subprocess.TimeoutExpired:
+                return {"error": f"timeout after {limit:.0f}s"}
+            if result.exists():
+                return dict(json.loads(result.read_text()))
+            return {"error": f"child exited with code {proc.returncode} and no result"}
 
     def fused(self, spec: dict[str, Any], limit_s: float) -> dict[str, Any]:
         """A fused measurement; out of memory at K retries at K/2 in a fresh process."""
@@ -312,15 +322,6 @@ class Runner:
                 return res
             print(f"  out of memory at K={spec['k']}; trying K={spec['k'] // 2}", flush=True)
             spec = spec | {"k": spec["k"] // 2}
-
-
-def _echo(stdout: str | bytes | None, stderr: str | bytes | None) -> None:
-    for text in (stdout, stderr):
-        if isinstance(text, bytes):
-            text = text.decode(errors="replace")
-        for line in (text or "").splitlines():
-            if not line.startswith(RESULT) and line.strip():
-                print("    | " + line, flush=True)
 
 
 def _row(
@@ -376,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--k-random", type=int, default=32, help="fused K, random arrangements")
     parser.add_argument("--naive-random", type=int, default=2, help="random ones timed naive")
     parser.add_argument("--modes", default="eager,compiled", help="fused modes to time")
-    parser.add_argument("--sets", default="all", help="comma-separated set labels, or all")
+    parser.add_argument("--sets", default="all", help="comma-separated labels, all or none")
     parser.add_argument("--parity-task", default="memorization", choices=TASK_NAMES)
     parser.add_argument("--parity-epochs", type=int, default=6)
     parser.add_argument("--parity-seeds", type=int, default=3)
@@ -384,6 +385,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--child-limit-s", type=float, default=240.0)
     parser.add_argument("--budget-s", type=float, default=480.0, help="whole-run time budget")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -408,15 +410,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     st = _setting(args)
     if args.child is not None:
-        print(RESULT + json.dumps(_child(st, json.loads(args.child))), flush=True)
+        try:
+            out = _child(st, json.loads(args.child))
+        except torch.cuda.OutOfMemoryError as exc:
+            out = {"error": "oom: " + _first_line(exc), "oom": True}
+        except Exception as exc:  # recorded as the measurement's outcome
+            out = {"error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        Path(args.result).write_text(json.dumps(out))
         return 0
 
-    child_argv = [a for a in argv]  # the setting travels as the same flags
-    runner = Runner(child_argv, args.budget_s)
+    runner = Runner(list(argv), args.budget_s)  # the setting travels as the same flags
     card = _card(st.device)
     modes = [m for m in args.modes.split(",") if m]
     sets = st.sets()
-    wanted = list(sets) if args.sets == "all" else args.sets.split(",")
+    wanted = {"all": list(sets), "none": []}.get(args.sets, args.sets.split(","))
     print(
         f"eval throughput on {card} (torch {torch.__version__}), fidelity {st.fid.name}, "
         f"S_eval {_steps_per_eval(st)} steps, fused bf16 {st.bf16}, mamba-ssm {_mamba_ssm()}, "
