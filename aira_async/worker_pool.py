@@ -148,7 +148,8 @@ class ProcessSlot(BaseSlot):
             if self._process is not None:
                 self._kill()
                 self.restarts += 1
-            self._start()
+            # spawning pickles and starts an interpreter: tens of ms, kept off the event loop
+            await asyncio.to_thread(self._start)
         assert self._conn is not None
         limit_s = timeout_s * len(requests)
         start = time.perf_counter()
