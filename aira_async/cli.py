@@ -243,7 +243,9 @@ def _emit(rows: list[dict[str, Any]], format: Format, *, title: str) -> None:
 
 @app.command()
 def evaluate(
-    arrangement: Annotated[str, typer.Argument(help='Layers, e.g. "mA M mA M".')],
+    arrangements: Annotated[
+        list[str], typer.Argument(help='Layers, e.g. "mA M mA M", or a baseline name; several.')
+    ],
     task: Annotated[str, typer.Option("--task", help="mad or one MAD task name.")] = "mad",
     fidelity: Annotated[str, typer.Option("--fidelity", help="smoke or paper.")] = "smoke",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
@@ -254,27 +256,55 @@ def evaluate(
         str | None,
         typer.Option("--data", help="LM tasks: hf:ID[:CONFIG], a directory or a file."),
     ] = None,
+    fused: Annotated[
+        bool,
+        typer.Option(
+            "--fused", help="MAD: train the arrangements together (stacked weights, one step)."
+        ),
+    ] = False,
+    compile_blocks: Annotated[
+        bool, typer.Option("--compile", help="With --fused on CUDA: torch.compile the blocks.")
+    ] = False,
 ) -> None:
-    """Train and score one arrangement (no search)."""
+    """Train and score arrangements (no search); exit 1 unless every one trained (status ok).
+
+    JSON output is one object for one arrangement, a list for several.
+    """
     from populations.baselines import resolve
 
     with _user_errors():
-        layers = resolve(arrangement).layers  # layers or a baseline name (llama32, ...)
+        layer_lists = [resolve(a).layers for a in arrangements]  # layers or baseline names
         from primitives.evaluator import EvalJob
         from primitives.evaluator import evaluate as run_jobs
 
-        job = EvalJob(
-            layers=layers, task=task, fidelity=fidelity, seed=seed, split=split, device=device,
-            data=data,
-        )  # fmt: skip
-        with err.status(f"training {len(layers)} layers on {task} ({fidelity}, {device})"):
-            (result,) = run_jobs([job])
-    payload = views.eval_result_dict(result)
+        jobs = [
+            EvalJob(
+                layers=layers,
+                task=task,
+                fidelity=fidelity,
+                seed=seed,
+                split=split,
+                device=device,
+                data=data,
+            )
+            for layers in layer_lists
+        ]
+        what = f"{len(jobs)} arrangement{'s' if len(jobs) > 1 else ''}"
+        with err.status(f"training {what} on {task} ({fidelity}, {device})"):
+            if fused:
+                from primitives.fused import evaluate_fused
+
+                results = evaluate_fused(jobs, max_k=len(jobs), compile_blocks=compile_blocks)
+            else:
+                results = run_jobs(jobs)
+    payloads = [views.eval_result_dict(r) for r in results]
     if format is Format.json:
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        body = payloads[0] if len(payloads) == 1 else payloads
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
     else:
-        out.print(views.eval_result_table(payload))
-    raise typer.Exit(0 if result.status == "ok" else 1)
+        for payload in payloads:
+            out.print(views.eval_result_table(payload))
+    raise typer.Exit(0 if all(r.status == "ok" for r in results) else 1)
 
 
 class AggVariant(StrEnum):

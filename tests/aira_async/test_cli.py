@@ -208,6 +208,20 @@ def test_evaluate_smoke_end_to_end() -> None:
     assert "memorization" in table.stdout and "mean" in table.stdout
 
 
+def test_evaluate_several_fused_equals_one_at_a_time() -> None:
+    """On the CPU (fp32) training arrangements together gives each one's own scores."""
+    args = ("evaluate", "mA M", "Mb M", "M mA", "--task", "in_context_recall", "-f", "json")
+    alone, together = aira(*args), aira(*args, "--fused")
+    assert alone.returncode == 0 and together.returncode == 0, alone.stderr + together.stderr
+    a, t = json.loads(alone.stdout), json.loads(together.stdout)
+    assert (
+        [r["arrangement"] for r in a] == [r["arrangement"] for r in t] == ["mA M", "Mb M", "M mA"]
+    )
+    for one, fused in zip(a, t, strict=True):
+        assert fused["score"] == pytest.approx(one["score"], abs=1e-6)
+        assert fused["per_task"]["in_context_recall"]["fused_k"] == 3
+
+
 def test_db_upgrade_on_the_released_sample(tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parents[1] / "assets/store/schema_0001_initial.db"
     db = tmp_path / "sample.db"
