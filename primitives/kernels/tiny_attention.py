@@ -15,6 +15,7 @@ Scope: CUDA tensors, T <= 128, an even head dimension P <= 16, any GQA ratio. Ca
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 from torch import Tensor
@@ -35,9 +36,11 @@ def _triton_available() -> bool:
 
 
 def tiny_attention_supported(seq_len: int, head_dim: int, device: torch.device) -> bool:
-    """Whether :func:`tiny_attention` runs this shape on this device."""
+    """Whether :func:`tiny_attention` runs this shape on this device (``AIRA_TINY_ATTENTION=0``
+    in the environment switches the kernel off everywhere)."""
     return (
         device.type == "cuda"
+        and os.environ.get("AIRA_TINY_ATTENTION", "1") != "0"
         and seq_len <= MAX_SEQ_LEN
         and head_dim % 2 == 0
         and head_dim <= MAX_HEAD_DIM

@@ -89,6 +89,14 @@ def test_kernel_matches_reference_in_triton_interpreter() -> None:
     assert len(proc.stdout.splitlines()) == len(SHAPES)
 
 
+def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    monkeypatch.setenv("AIRA_TINY_ATTENTION", "0")
+    assert not tiny_attention_supported(127, 8, cuda)
+    monkeypatch.setenv("AIRA_TINY_ATTENTION", "1")
+    assert tiny_attention_supported(127, 8, cuda) == HAS_TRITON
+
+
 def test_supported_shapes() -> None:
     cuda = torch.device("cuda")
     assert not tiny_attention_supported(127, 8, torch.device("cpu"))
