@@ -61,10 +61,9 @@ from naive_eval import evaluate_naive, naive_step_rate, timed_rate
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
-from primitives.fused import _fused_loss, evaluate_fused, fused_models
+from primitives.fused import evaluate_fused, fused_models, fused_train_step
 from primitives.mad import MAD_DATA_SEED, TASK_NAMES
 from primitives.model import ModelConfig
-from primitives.training import _autocast
 
 BF16_PEAK = {"h100": 989.4e12, "h200": 989.4e12, "a100": 312e12}
 PRIMS = ("mA", "M", "Mb")
@@ -118,12 +117,7 @@ def fused_step_rate(
 
     def step(i: int) -> None:
         idx = order[i * batch : (i + 1) * batch]  # (batch,)
-        with _autocast(device, bf16):
-            logits = model(inputs[idx])  # (K, batch, T, V)
-        loss, _ = _fused_loss(logits, targets[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
+        fused_train_step(model, opt, inputs[idx], targets[idx], bf16=bf16)
 
     return timed_rate(step, warmup=warmup, steps=steps, device=device)
 

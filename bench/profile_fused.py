@@ -24,9 +24,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from primitives.evaluator import FIDELITIES, _dataset, _model_config, tasks_for
-from primitives.fused import _fused_loss, fused_models
+from primitives.fused import fused_models, fused_train_step
 from primitives.mad import MAD_DATA_SEED
-from primitives.training import _autocast
 
 
 def main() -> int:
@@ -52,12 +51,7 @@ def main() -> int:
 
     def step(i: int) -> None:
         idx = torch.arange(i * batch, (i + 1) * batch, device=device) % inputs.shape[0]
-        with _autocast(device, True):
-            logits = model(inputs[idx])  # (K, batch, T, V)
-        loss, _ = _fused_loss(logits, targets[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
+        fused_train_step(model, opt, inputs[idx], targets[idx], bf16=True)
 
     for i in range(3):
         step(i)

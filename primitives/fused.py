@@ -66,7 +66,13 @@ from primitives.training import (
     _outcome,
 )
 
-__all__ = ["FusedArrangements", "evaluate_fused", "fit_and_score_fused", "fused_models"]
+__all__ = [
+    "FusedArrangements",
+    "evaluate_fused",
+    "fit_and_score_fused",
+    "fused_models",
+    "fused_train_step",
+]
 
 DEFAULT_MAX_K = 32
 
@@ -106,7 +112,8 @@ class _StackedMixer(nn.Module):
 
     @staticmethod
     def block(x: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
-        """The stacked block as a pure function (so one compiled graph serves every layer)."""
+        """The stacked block as a pure function (so one compiled graph serves every layer);
+        Mamba2 overrides :meth:`forward` instead, its scan staying out of the compiled parts."""
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
@@ -247,28 +254,18 @@ class _StackedMamba(_StackedMixer):
         )
         return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x))
 
-    @staticmethod
-    def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
-        return _StackedMamba.run(x_in, prm, cst, compiled=False)
-
-    @staticmethod
-    def run(
-        x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...], *, compiled: bool
-    ) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """The block in three parts: projections and conv, the SSD scan, gated norm and output.
 
-        With ``compiled`` the first and last parts run through ``torch.compile``; the scan is
+        When compiled, the first and last parts run through ``torch.compile``; the scan is
         mamba-ssm's Triton kernel or the pure-PyTorch SSD, called eagerly either way.
         """
-        pre = _compiled_fn(_mamba_pre) if compiled else _mamba_pre
-        post = _compiled_fn(_mamba_post) if compiled else _mamba_post
-        x, dtf, bmat, cmat, z = pre(x_in, prm, cst)
-        y = _mamba_scan(x, dtf, bmat, cmat, prm, cst)  # (B, T, K·H, P)
-        return post(x_in, y, z, prm, cst)
-
-    def forward(self, x: Tensor) -> Tensor:
-        cst = self.consts(x)
-        return self.run(x, (self.norm, *self.params()), cst, compiled=self.compiled)
+        prm, cst = (self.norm, *self.params()), self.consts(x)
+        pre = _compiled_fn(_mamba_pre) if self.compiled else _mamba_pre
+        post = _compiled_fn(_mamba_post) if self.compiled else _mamba_post
+        u, dtf, bmat, cmat, z = pre(x, prm, cst)
+        y = _mamba_scan(u, dtf, bmat, cmat, prm, cst)  # (B, T, K·H, P)
+        return post(x, y, z, prm, cst)
 
     def export(self, slot: int, block: Any) -> None:
         super().export(slot, block)
@@ -534,6 +531,27 @@ def _fused_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return per.sum(), per
 
 
+def fused_train_step(
+    model: FusedArrangements,
+    opt: torch.optim.Optimizer,
+    tokens: Tensor,
+    targets: Tensor,
+    *,
+    bf16: bool,
+) -> Tensor:
+    """One optimiser step of all K candidates on one batch (bf16 autocast on CUDA if asked).
+
+    Args: tokens, targets (B, T). Returns: each candidate's mean token loss, (K,) detached.
+    """
+    with _autocast(tokens.device, bf16):
+        logits = model(tokens)  # (K, B, T, V)
+    loss, per = _fused_loss(logits, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    opt.step()
+    return per.detach()
+
+
 @torch.no_grad()
 def _score_fused(
     model: FusedArrangements,
@@ -636,13 +654,7 @@ def fit_and_score_fused(
             group["lr"] = _cosine_lr(cfg, epoch)
         for b in range(steps_per_epoch):
             idx = order[epoch, b * batch : (b + 1) * batch]  # (batch,)
-            with _autocast(device, cfg.bf16):
-                logits = model(x[idx])  # (K, batch, T, V)
-            loss, per = _fused_loss(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            losses[step] = per.detach()
+            losses[step] = fused_train_step(model, opt, x[idx], y[idx], bf16=cfg.bf16)
             step += 1
             if step % cfg.check_every == 0:
                 check(epochs_run)

@@ -78,6 +78,23 @@ def _unrotate(grad, offs_j, mask, cos_ptr, sin_ptr, trig_rows, ROWS: tl.constexp
     return tl.sum(tl.reshape(grad * coef, (ROWS, 2, HW)), axis=1)
 
 
+@triton.jit
+def _rotated_head(base, head, t0, offs, valid, offs_j, bt, cos_ptr, sin_ptr,
+                  P: tl.constexpr, HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """:func:`_packed` of head ``head`` (P channel rows from ``base``) at positions ``offs``."""
+    mask = valid[:, None] & (offs_j % HW < P)[None, :]
+    rows = t0 + offs[:, None]
+    return _packed(
+        base + head * P * bt, rows, offs_j, bt, mask, cos_ptr, sin_ptr, offs[:, None] * P, P, HW
+    )
+
+
+@triton.jit
+def _head_ptrs(base, head, t0, offs, offs_c, bt, P: tl.constexpr):  # pragma: no cover - Triton
+    """Pointers to features ``offs_c`` of head ``head`` at positions ``offs``: (len, width)."""
+    return base + head * P * bt + t0 + offs[:, None] + offs_c[None, :] * bt
+
+
 @_tuned
 @triton.jit
 def _fwd_kernel(
@@ -96,43 +113,16 @@ def _fwd_kernel(
     offs_j = tl.arange(0, 2 * HW)
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     in_t = offs_t < T
-    col_ok = (offs_j % HW < P)[None, :]
+    v_ok = (offs_v < P)[None, :]
     base = qkv + k_idx * s_qk
     dt = qkv.dtype.element_ty
-    kp = _packed(
-        base + (H + g) * P * bt,
-        t0 + offs_t[:, None],
-        offs_j,
-        bt,
-        in_t[:, None] & col_ok,
-        cos_ptr,
-        sin_ptr,
-        offs_t[:, None] * P,
-        P,
-        HW,
-    )
-    kp = kp.to(dt)
-    v_mask = in_t[:, None] & (offs_v[None, :] < P)
-    v = tl.load(
-        base + (H + G + g) * P * bt + t0 + offs_t[:, None] + offs_v[None, :] * bt,
-        mask=v_mask,
-        other=0.0,
-    )
+    kp = _rotated_head(base, H + g, t0, offs_t, in_t, offs_j, bt, cos_ptr, sin_ptr, P, HW).to(dt)
+    v_ptr = _head_ptrs(base, H + G + g, t0, offs_t, offs_v, bt, P)
+    v = tl.load(v_ptr, mask=in_t[:, None] & v_ok, other=0.0)
     for m0 in range(0, BLOCK_T, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         in_m = offs_m < T
-        qp = _packed(
-            base + h * P * bt,
-            t0 + offs_m[:, None],
-            offs_j,
-            bt,
-            in_m[:, None] & col_ok,
-            cos_ptr,
-            sin_ptr,
-            offs_m[:, None] * P,
-            P,
-            HW,
-        )
+        qp = _rotated_head(base, h, t0, offs_m, in_m, offs_j, bt, cos_ptr, sin_ptr, P, HW)
         # both halves of the packed tiles contribute the same sum: q_rot · k_rot twice
         s = tl.dot(qp.to(dt), tl.trans(kp)) * (scale * 0.5)
         causal = (offs_t[None, :] <= offs_m[:, None]) & (offs_t[None, :] < T)
@@ -141,8 +131,8 @@ def _fwd_kernel(
         p = tl.exp(s - m[:, None])
         denom = tl.sum(p, axis=1)
         o = tl.dot((p / denom[:, None]).to(dt), v)
-        o_ptr = out + k_idx * s_ok + h * P * bt + t0 + offs_m[:, None] + offs_v[None, :] * bt
-        tl.store(o_ptr, o.to(dt), mask=in_m[:, None] & (offs_v[None, :] < P))
+        o_ptr = _head_ptrs(out + k_idx * s_ok, h, t0, offs_m, offs_v, bt, P)
+        tl.store(o_ptr, o.to(dt), mask=in_m[:, None] & v_ok)
         tl.store(lse_ptr + (n * H + h) * T + offs_m, m + tl.log(denom), mask=in_m)
 
 
@@ -164,30 +154,14 @@ def _bwd_kernel(
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     offs_h = tl.arange(0, HW)  # query, key features
     in_t = offs_t < T
-    col_ok = (offs_j % HW < P)[None, :]
     v_ok = (offs_v < P)[None, :]
     h_ok = (offs_h < P)[None, :]
     base = qkv + k_idx * s_qk
     dbase = dqkv + k_idx * s_qk
     dt = qkv.dtype.element_ty
-    kp = _packed(
-        base + (H + g) * P * bt,
-        t0 + offs_t[:, None],
-        offs_j,
-        bt,
-        in_t[:, None] & col_ok,
-        cos_ptr,
-        sin_ptr,
-        offs_t[:, None] * P,
-        P,
-        HW,
-    )
-    kp = kp.to(dt)
-    v = tl.load(
-        base + (H + G + g) * P * bt + t0 + offs_t[:, None] + offs_v[None, :] * bt,
-        mask=in_t[:, None] & v_ok,
-        other=0.0,
-    )
+    kp = _rotated_head(base, H + g, t0, offs_t, in_t, offs_j, bt, cos_ptr, sin_ptr, P, HW).to(dt)
+    v_ptr = _head_ptrs(base, H + G + g, t0, offs_t, offs_v, bt, P)
+    v = tl.load(v_ptr, mask=in_t[:, None] & v_ok, other=0.0)
     dkp = tl.zeros((BLOCK_T, 2 * HW), dtype=tl.float32)
     dv = tl.zeros((BLOCK_T, VW), dtype=tl.float32)
     for r in range(H // G):
@@ -196,18 +170,7 @@ def _bwd_kernel(
             offs_m = m0 + tl.arange(0, BLOCK_M)
             in_m = offs_m < T
             m_mask = in_m[:, None] & v_ok
-            qp = _packed(
-                base + h * P * bt,
-                t0 + offs_m[:, None],
-                offs_j,
-                bt,
-                in_m[:, None] & col_ok,
-                cos_ptr,
-                sin_ptr,
-                offs_m[:, None] * P,
-                P,
-                HW,
-            )
+            qp = _rotated_head(base, h, t0, offs_m, in_m, offs_j, bt, cos_ptr, sin_ptr, P, HW)
             qp = qp.to(dt)
             s = tl.dot(qp, tl.trans(kp)) * (scale * 0.5)
             lse = tl.load(lse_ptr + (n * H + h) * T + offs_m, mask=in_m, other=0.0)
@@ -220,7 +183,7 @@ def _bwd_kernel(
                 + (t0 + offs_m[:, None]) * s_dok_t
             )
             do = tl.load(do_ptr, mask=m_mask, other=0.0).to(dt)
-            o_ptr = out + k_idx * s_ok + h * P * bt + t0 + offs_m[:, None] + offs_v[None, :] * bt
+            o_ptr = _head_ptrs(out + k_idx * s_ok, h, t0, offs_m, offs_v, bt, P)
             o = tl.load(o_ptr, mask=m_mask, other=0.0)
             dv += tl.dot(tl.trans(p.to(dt)), do)
             dp = tl.dot(do, tl.trans(v))
@@ -239,23 +202,13 @@ def _bwd_kernel(
                 HW,
             )
             dkp += tl.dot(tl.trans(ds), qp)
-            tl.store(
-                dbase + h * P * bt + t0 + offs_m[:, None] + offs_h[None, :] * bt,
-                dq.to(dt),
-                mask=in_m[:, None] & h_ok,
-            )
+            dq_ptr = _head_ptrs(dbase, h, t0, offs_m, offs_h, bt, P)
+            tl.store(dq_ptr, dq.to(dt), mask=in_m[:, None] & h_ok)
     dk = _unrotate(dkp, offs_j, in_t[:, None], cos_ptr, sin_ptr, offs_t[:, None] * P, BLOCK_T, HW)
-    rows = t0 + offs_t[:, None]
-    tl.store(
-        dbase + (H + g) * P * bt + rows + offs_h[None, :] * bt,
-        dk.to(dt),
-        mask=in_t[:, None] & h_ok,
-    )
-    tl.store(
-        dbase + (H + G + g) * P * bt + rows + offs_v[None, :] * bt,
-        dv.to(dt),
-        mask=in_t[:, None] & v_ok,
-    )
+    dk_ptr = _head_ptrs(dbase, H + g, t0, offs_t, offs_h, bt, P)
+    tl.store(dk_ptr, dk.to(dt), mask=in_t[:, None] & h_ok)
+    dv_ptr = _head_ptrs(dbase, H + G + g, t0, offs_t, offs_v, bt, P)
+    tl.store(dv_ptr, dv.to(dt), mask=in_t[:, None] & v_ok)
 
 
 def _block_t(t: int) -> int:
