@@ -5,7 +5,8 @@ leaves the card ~99 % idle. :class:`FusedArrangements` trains K candidates of th
 shape (their arrangements may differ) on one task together. The residual streams are one
 tensor (K, B, T, D); at each layer the candidates that hold primitive p there run together with
 their weights stacked on a leading K_p axis (batched matrix products, SDPA over K_p·B
-sequences, Mamba2 with the candidates folded into its heads and conv channels).
+sequences, Mamba2's SSD as batched products when the sequence is one chunk, else with the
+candidates folded into the chunked scan's heads).
 
 Equivalence with :func:`primitives.evaluator.evaluate`:
 
@@ -55,7 +56,7 @@ from primitives.evaluator import (
 )
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
-from primitives.mamba2 import ssd_chunked
+from primitives.mamba2 import ssd_chunked, ssd_one_chunk
 from primitives.model import ArrangementModel, ModelConfig, build_model
 from primitives.training import (
     Accuracy,
@@ -112,8 +113,9 @@ class _StackedMixer(nn.Module):
 
     @staticmethod
     def block(x: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
-        """The stacked block as a pure function (so one compiled graph serves every layer);
-        Mamba2 overrides :meth:`forward` instead, its scan staying out of the compiled parts."""
+        """The stacked block as a pure function (so one compiled graph serves every layer).
+        Mamba2 also overrides :meth:`forward`: sequences longer than a chunk take its
+        three-part path."""
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
@@ -252,15 +254,37 @@ class _StackedMamba(_StackedMixer):
             if t > c.chunk_size
             else min(c.chunk_size, max(16, 1 << (t - 1).bit_length()))
         )
-        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x))
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), t <= c.chunk_size)
+
+    @staticmethod
+    def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
+        """The whole block for sequences of one chunk: the SSD is :func:`ssd_one_chunk`, two
+        batched products, so nothing stops ``torch.compile`` from taking the block whole."""
+        dt_bias, a_log, d_skip = prm[4:7]
+        h, p, g, n, e = cst[1:6]
+        xbc, dt, z = _mamba_in(x_in, prm, cst)  # (K, B, T, C), (K, B, T, H), (K, B, T, E)
+        k, b, t, _ = xbc.shape
+        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
+        step = F.softplus(dt.float() + dt_bias.float()[:, None, None, :])  # (K, B, T, H)
+        y = ssd_one_chunk(
+            x.reshape(k, b, t, h, p),
+            step,
+            -torch.exp(a_log.float())[:, None, :],  # A (K, 1, H)
+            bmat.reshape(k, b, t, g, n),
+            cmat.reshape(k, b, t, g, n),
+            D=d_skip[:, None, :],  # (K, 1, H)
+        )  # (K, B, T, H, P)
+        return _mamba_out(x_in, y.reshape(k, b, t, e), z, prm, cst)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The block in three parts: projections and conv, the SSD scan, gated norm and output.
-
-        When compiled, the first and last parts run through ``torch.compile``; the scan is
-        mamba-ssm's Triton kernel or the pure-PyTorch SSD, called eagerly either way.
-        """
+        """Sequences of one chunk run :meth:`block` (compiled whole when compiled). Longer ones
+        run in three parts: projections and conv, the chunked SSD scan, gated norm and output;
+        when compiled, the first and last parts run through ``torch.compile`` and the scan
+        (mamba-ssm's Triton kernel or the pure-PyTorch SSD) is called eagerly."""
         prm, cst = (self.norm, *self.params()), self.consts(x)
+        if cst[-1]:
+            fn = _compiled_fn(type(self).block) if self.compiled else type(self).block
+            return fn(x, prm, cst)
         pre = _compiled_fn(_mamba_pre) if self.compiled else _mamba_pre
         post = _compiled_fn(_mamba_post) if self.compiled else _mamba_post
         u, dtf, bmat, cmat, z = pre(x, prm, cst)
@@ -285,18 +309,18 @@ class _StackedMamba(_StackedMixer):
                 target.copy_(getattr(self, name)[slot])
 
 
-def _mamba_pre(
+def _mamba_in(
     x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Norm, in_proj and the causal conv of K_p stacked Mamba2 mixers, candidates folded into
-    heads (head k·H + h' reads group k·G + h' // (H / G)).
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Norm, in_proj and the causal conv of K_p stacked Mamba2 mixers.
 
-    Returns: x (B, T, K·H, P), dt (B, T, K·H), B and C (B, T, K·G, N), z (K, B, T, E).
+    Returns: xbc (K, B, T, C) after the conv and SiLU, dt (K, B, T, H) before softplus and
+    bias, z (K, B, T, E).
     """
     norm, in_proj, conv_w, conv_b = prm[:4]
-    eps, h, p, g, n, e, c, w = cst[:8]
+    eps, h, e, c, w = cst[0], cst[1], cst[5], cst[6], cst[7]
     u = _rms(x_in, norm, eps)  # (K, B, T, D)
-    k, b, t, _ = u.shape
+    t = u.shape[2]
     zxbcdt = _bmm_t(u, in_proj)  # (K, B, T, 2E + 2GN + H)
     # z (K, B, T, E), xbc (K, B, T, C), dt (K, B, T, H)
     z, xbc, dt = torch.split(zxbcdt, [e, c, h], dim=-1)
@@ -307,7 +331,21 @@ def _mamba_pre(
     conv = conv_b.to(xbc.dtype)[:, None, None, :] + sum(
         padded[:, :, j : j + t, :] * cw[:, None, None, :, j] for j in range(w)
     )  # (K, B, T, C)
-    xbc = F.silu(conv).permute(1, 2, 0, 3)  # (B, T, K, C)
+    return F.silu(conv), dt, z
+
+
+def _mamba_pre(
+    x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_mamba_in` with the candidates folded into heads for the chunked scan (head
+    k·H + h' reads group k·G + h' // (H / G)).
+
+    Returns: x (B, T, K·H, P), dt (B, T, K·H), B and C (B, T, K·G, N), z (K, B, T, E).
+    """
+    h, p, g, n, e = cst[1:6]
+    xbc, dt, z = _mamba_in(x_in, prm, cst)
+    k, b, t, _ = xbc.shape
+    xbc = xbc.permute(1, 2, 0, 3)  # (B, T, K, C)
     x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
     x = x.reshape(b, t, k * h, p)  # (B, T, K·H, P)
     bmat = bmat.reshape(b, t, k * g, n)  # (B, T, K·G, N)
@@ -354,14 +392,21 @@ def _mamba_scan(
 def _mamba_post(
     x_in: Tensor, y: Tensor, z: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
 ) -> Tensor:
+    """:func:`_mamba_out` for y (B, T, K·H, P) from the chunked scan."""
+    k, b, t, _ = x_in.shape
+    return _mamba_out(x_in, y.reshape(b, t, k, -1).permute(2, 0, 1, 3), z, prm, cst)
+
+
+def _mamba_out(
+    x_in: Tensor, y: Tensor, z: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]
+) -> Tensor:
     """Gated RMSNorm (fp32 inside, RMS over groups of E / G features), out_proj, residual.
 
-    Args: x_in (K, B, T, D); y (B, T, K·H, P); z (K, B, T, E). Returns (K, B, T, D).
+    Args: x_in (K, B, T, D); y and z (K, B, T, E). Returns (K, B, T, D).
     """
     gnorm, out_proj = prm[7], prm[8]
     g, e, norm_eps = cst[3], cst[5], cst[9]
     k, b, t, _ = x_in.shape
-    y = y.reshape(b, t, k, e).permute(2, 0, 1, 3)  # (K, B, T, E)
     gated = y.float() * F.silu(z.float())  # (K, B, T, E)
     grouped = gated.reshape(k, b, t, g, e // g)  # (K, B, T, G, E/G)
     scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + norm_eps)

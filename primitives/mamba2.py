@@ -31,7 +31,15 @@ from torch import Tensor, nn
 
 from primitives.kernels.mamba_ssm import load_mamba_chunk_scan_combined, mamba_ssm_available
 
-__all__ = ["GatedRMSNorm", "Mamba2", "Mamba2Config", "MambaImpl", "ssd_chunked", "ssd_ref"]
+__all__ = [
+    "GatedRMSNorm",
+    "Mamba2",
+    "Mamba2Config",
+    "MambaImpl",
+    "ssd_chunked",
+    "ssd_one_chunk",
+    "ssd_ref",
+]
 
 MambaImpl = Literal["auto", "torch", "triton"]
 _IMPLS = ("auto", "torch", "triton")
@@ -256,6 +264,50 @@ def ssd_chunked(
     y = (y_diag + y_off).reshape(b, n_chunks * k, h, p)[:, :t]  # (B, T, H, P)
     y = _add_skip(y, xw[:, :t], D).to(x.dtype)
     return (y, states[:, -1].to(x.dtype)) if return_final_states else y
+
+
+def ssd_one_chunk(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
+) -> Tensor:
+    """SSD of sequences short enough to be one chunk, with any leading batch dimensions.
+
+    With one chunk and no initial state, steps (2)-(4) of :func:`ssd_chunked` vanish and
+    y = (C·Bᵀ ∘ L) (dt·x) + D·x, where L[t, s] = exp(dt_{s+1}·A + ... + dt_t·A) for s <= t and
+    0 above the diagonal: two batched matrix products around one elementwise kernel (which
+    ``torch.compile`` fuses), no recurrence. The decay is computed in fp32; the products run in
+    x's dtype (bf16 under autocast), as mamba-ssm's kernels do (fp64 throughout for fp64).
+
+    Args:
+        x: (..., T, H, P) inputs.
+        dt: (..., T, H) positive step sizes (already softplus-ed and biased).
+        A: (..., H) negative decay rates (leading dimensions broadcast against x's).
+        B, C: (..., T, G, N) input and output projections, G dividing H.
+        D: (..., H) skip weights, or None.
+
+    Returns:
+        y (..., T, H, P) in x's dtype.
+    """
+    t, h = x.shape[-3], x.shape[-2]
+    g = B.shape[-2]
+    if dt.shape != x.shape[:-1] or B.shape != C.shape or B.shape[:-2] != x.shape[:-2]:
+        raise ValueError(
+            f"ssd_one_chunk wants x (..., T, H, P), dt (..., T, H), B and C (..., T, G, N); "
+            f"got {tuple(x.shape)}, {tuple(dt.shape)}, {tuple(B.shape)}, {tuple(C.shape)}"
+        )
+    if h % g != 0:
+        raise ValueError(f"groups G={g} must divide heads H={h}")
+    work = _work_dtype(x)
+    cum = (dt.to(work) * A.to(work)[..., None, :]).cumsum(dim=-2).transpose(-1, -2)  # (..., H, T)
+    seg = cum[..., :, None] - cum[..., None, :]  # (..., H, T, T): the sums from s+1 to t
+    causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+    decay = torch.exp(seg.masked_fill(~causal, float("-inf")))  # (..., H, T, T)
+    cb = torch.matmul(C.transpose(-3, -2), B.transpose(-3, -2).transpose(-2, -1))  # (..., G, T, T)
+    scores = cb.unsqueeze(-3) * decay.unflatten(-3, (g, h // g))  # (..., G, H/G, T, T)
+    xdt = (x * dt[..., None].to(x.dtype)).transpose(-3, -2)  # (..., H, T, P)
+    y = torch.matmul(scores.flatten(-4, -3).to(x.dtype), xdt).transpose(-3, -2)  # (..., T, H, P)
+    if D is not None:
+        y = y + x * D.to(y.dtype)[..., None, :, None]
+    return y.to(x.dtype)
 
 
 class GatedRMSNorm(nn.Module):

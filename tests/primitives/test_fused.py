@@ -25,9 +25,11 @@ ARRANGEMENTS = [("mA", "M", "Mb"), ("Mb", "M", "mA"), ("M", "M", "M"), ("mA", "M
 SEED = 7
 
 
-def _cfgs(head: str = "lm") -> list[ModelConfig]:
+def _cfgs(head: str = "lm", chunk_size: int = 8) -> list[ModelConfig]:
+    """Inputs are 12 long: chunk size 8 takes Mamba2's chunked scan, 16 its one-chunk form."""
     extra: dict[str, Any] = {"head": "compression", "seq_len": 12} if head == "compression" else {}
-    return [ModelConfig(layers=a, vocab_size=11, **SHAPE, **extra) for a in ARRANGEMENTS]
+    shape = SHAPE | {"chunk_size": chunk_size}
+    return [ModelConfig(layers=a, vocab_size=11, **shape, **extra) for a in ARRANGEMENTS]
 
 
 def _naive(cfg: ModelConfig) -> torch.nn.Module:
@@ -35,9 +37,10 @@ def _naive(cfg: ModelConfig) -> torch.nn.Module:
     return build_model(cfg)
 
 
+@pytest.mark.parametrize("chunk_size", [8, 16])
 @pytest.mark.parametrize("head", ["lm", "compression"])
-def test_forward_matches_each_naive_model(head: str) -> None:
-    cfgs = _cfgs(head)
+def test_forward_matches_each_naive_model(head: str, chunk_size: int) -> None:
+    cfgs = _cfgs(head, chunk_size)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(0))
     out = fused(tokens)  # (K, B, T, V)
@@ -53,8 +56,9 @@ def test_fused_rejects_mismatched_shapes() -> None:
         FusedArrangements([a, b])
 
 
-def test_one_adamw_step_matches_naive_steps() -> None:
-    cfgs = _cfgs()
+@pytest.mark.parametrize("chunk_size", [8, 16])
+def test_one_adamw_step_matches_naive_steps(chunk_size: int) -> None:
+    cfgs = _cfgs(chunk_size=chunk_size)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, 11, (4, 12), generator=gen)

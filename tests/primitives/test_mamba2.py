@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.testing import assert_close
 
 from primitives.kernels import INSTALL_HINT, load_mamba_chunk_scan_combined, mamba_ssm_available
-from primitives.mamba2 import Mamba2, Mamba2Config, ssd_chunked, ssd_ref
+from primitives.mamba2 import Mamba2, Mamba2Config, ssd_chunked, ssd_one_chunk, ssd_ref
 
 # Genuine fp32 on both paths, small-magnitude inputs (|x|, |B|, |C| ~ 0.5, dt in [0.01, 0.21]).
 FP32 = {"atol": 1e-5, "rtol": 1e-5}
@@ -52,6 +52,51 @@ def test_chunked_matches_ref_forward_and_grad(t: int, with_init: bool) -> None:
     ((y_ref * w_y).sum() + (final_ref * w_s).sum()).backward()
     for name in fast:
         assert_close(fast[name].grad, ref[name].grad, **FP32, msg=f"grad of {name}")
+
+
+@pytest.mark.parametrize("t", [1, 5, 37, 64])
+def test_one_chunk_matches_ref_forward_and_grad(t: int) -> None:
+    inputs = _ssd_inputs(t, seed=100 + t)
+    inputs.pop("initial_states")
+    fast, ref = _leaves(inputs), _leaves(inputs)
+    y, y_ref = ssd_one_chunk(**fast), ssd_ref(**ref)
+    assert isinstance(y_ref, Tensor)
+    assert y.dtype == torch.float32 and y.shape == (BATCH, t, HEADS, HEADDIM)
+    assert_close(y, y_ref, **FP32)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    (y * w).sum().backward()
+    (y_ref * w).sum().backward()
+    for name in fast:
+        assert_close(fast[name].grad, ref[name].grad, **FP32, msg=f"grad of {name}")
+
+
+def test_one_chunk_leading_dims_are_independent_problems() -> None:
+    """Leading dimensions (the fused evaluator's candidates) each solve their own SSD, with their
+    own A and D broadcast over the batch."""
+    per = [_ssd_inputs(19, seed=s) for s in (1, 2, 3)]
+    stacked = {k: torch.stack([p[k] for p in per]) for k in ("x", "dt", "B", "C")}
+    a = torch.stack([p["A"] for p in per])[:, None, :]  # (3, 1, H)
+    d = torch.stack([p["D"] for p in per])[:, None, :]  # (3, 1, H)
+    y = ssd_one_chunk(A=a, D=d, **stacked)  # (3, B, T, H, P)
+    for j, p in enumerate(per):
+        p.pop("initial_states")
+        assert_close(y[j], ssd_ref(**p), **FP32)
+
+
+def test_one_chunk_fp64_and_shape_errors() -> None:
+    inputs = {k: v.double() for k, v in _ssd_inputs(23, seed=4).items() if k != "initial_states"}
+    y_ref = ssd_ref(**inputs)
+    assert isinstance(y_ref, Tensor)
+    y = ssd_one_chunk(**inputs)
+    assert y.dtype == torch.float64
+    assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    bad = dict(inputs, dt=inputs["dt"][:, :-1])
+    with pytest.raises(ValueError, match=r"dt \(\.\.\., T, H\)"):
+        ssd_one_chunk(**bad)
+    three = dict(inputs, B=inputs["B"][:, :, :1].expand(-1, -1, 3, -1))
+    three["C"] = three["B"]
+    with pytest.raises(ValueError, match="groups G=3 must divide heads H=4"):
+        ssd_one_chunk(**three)
 
 
 def test_chunk_size_and_split_invariance() -> None:
