@@ -4,7 +4,7 @@ Runs K candidates of one arrangement on the `paper` in-context-recall shape (as
 bench/eval_throughput.py times them), warms up, profiles a few steps and prints the kernels with
 the most CUDA time, plus the step's wall time.
 
-Usage: python bench/profile_fused.py --layers "mA M" --k 32 [--compiled] [--rows 25]
+Usage: python bench/profile_fused.py --layers "mA M" --k 32 [--compiled] [--rows 25] [--shapes]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--compiled", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--shapes", action="store_true", help="also a table by input shape")
     args = parser.parse_args()
     device = torch.device("cuda")
     fid = FIDELITIES["paper"]
@@ -56,7 +57,8 @@ def main() -> int:
     for i in range(3):
         step(i)
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(activities=activities, record_shapes=args.shapes) as prof:
         t0 = time.perf_counter()
         for i in range(args.steps):
             step(i)
@@ -69,6 +71,9 @@ def main() -> int:
     )
     table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.rows)
     print(table)
+    if args.shapes:
+        by_shape = prof.key_averages(group_by_input_shape=True)
+        print(by_shape.table(sort_by="self_cuda_time_total", row_limit=args.rows))
     return 0
 
 

@@ -318,12 +318,13 @@ def _mamba_in(
     bias, z (K, B, T, E).
     """
     norm, in_proj, conv_w, conv_b = prm[:4]
-    eps, h, e, c, w = cst[0], cst[1], cst[5], cst[6], cst[7]
+    eps, e, c, w = cst[0], cst[5], cst[6], cst[7]
     u = _rms(x_in, norm, eps)  # (K, B, T, D)
     t = u.shape[2]
-    zxbcdt = _bmm_t(u, in_proj)  # (K, B, T, 2E + 2GN + H)
-    # z (K, B, T, E), xbc (K, B, T, C), dt (K, B, T, H)
-    z, xbc, dt = torch.split(zxbcdt, [e, c, h], dim=-1)
+    # two products, so that the rows of z and xbc start at multiples of 16 elements (with
+    # dt's H channels appended, compiled kernels could not vectorise their loads)
+    z, xbc = torch.split(_bmm_t(u, in_proj[:, : e + c]), [e, c], dim=-1)  # (K, B, T, E), (.., C)
+    dt = _bmm_t(u, in_proj[:, e + c :])  # (K, B, T, H)
     # depthwise causal conv written as W shifted products: elementwise work that compiles into
     # one kernel (cuDNN's depthwise conv1d on K·C channels was a tenth of the step)
     cw = conv_w.to(xbc.dtype)[:, :, 0, :]  # (K, C, W)

@@ -296,18 +296,25 @@ def ssd_one_chunk(
         )
     if h % g != 0:
         raise ValueError(f"groups G={g} must divide heads H={h}")
+    pad = -t % 16  # zero steps at the end: a (T, T) product with rows of 16·k elements is
+    if pad:  # aligned for the tensor cores, and causality keeps padding out of real outputs
+        x, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+        B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
+    t_pad = t + pad
     work = _work_dtype(x)
-    cum = (dt.to(work) * A.to(work)[..., None, :]).cumsum(dim=-2).transpose(-1, -2)  # (..., H, T)
+    # head-major from here: every product operand is made contiguous by the kernel making it
+    xh, dth = x.transpose(-3, -2), dt.transpose(-1, -2)  # (..., H, T, P), (..., H, T)
+    cum = (dth.to(work) * A.to(work)[..., :, None]).cumsum(dim=-1)  # (..., H, T)
     seg = cum[..., :, None] - cum[..., None, :]  # (..., H, T, T): the sums from s+1 to t
-    causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+    causal = torch.ones(t_pad, t_pad, dtype=torch.bool, device=x.device).tril()
     decay = torch.exp(seg.masked_fill(~causal, float("-inf")))  # (..., H, T, T)
     cb = torch.matmul(C.transpose(-3, -2), B.transpose(-3, -2).transpose(-2, -1))  # (..., G, T, T)
     scores = cb.unsqueeze(-3) * decay.unflatten(-3, (g, h // g))  # (..., G, H/G, T, T)
-    xdt = (x * dt[..., None].to(x.dtype)).transpose(-3, -2)  # (..., H, T, P)
-    y = torch.matmul(scores.flatten(-4, -3).to(x.dtype), xdt).transpose(-3, -2)  # (..., T, H, P)
+    xdt = xh * dth[..., None].to(x.dtype)  # (..., H, T, P)
+    y = torch.matmul(scores.flatten(-4, -3).to(x.dtype), xdt)  # (..., H, T, P)
     if D is not None:
-        y = y + x * D.to(y.dtype)[..., None, :, None]
-    return y.to(x.dtype)
+        y = y + xh * D.to(y.dtype)[..., :, None, None]
+    return y[..., :t, :].transpose(-3, -2).to(x.dtype)  # (..., T, H, P)
 
 
 class GatedRMSNorm(nn.Module):
