@@ -495,7 +495,16 @@ class FusedArrangements(nn.Module):
 
     def compile_blocks(self, on: bool = True) -> FusedArrangements:
         """Run every stacked block through ``torch.compile`` (one graph per primitive, shared
-        by all layers; recompiled for new shapes). Off by default; returns self."""
+        by all layers). Off by default; returns self.
+
+        Mixed arrangements stack a different number of candidates K_p at each layer. Dynamo
+        keeps parameter shapes static by default, so every new K_p would compile again (and
+        after eight, fall back to eager); letting parameter shapes be dynamic makes the second
+        K_p compile one graph with a symbolic K_p that serves the rest. This sets dynamo's
+        process-wide ``force_parameter_static_shapes`` to False.
+        """
+        if on:
+            torch._dynamo.config.force_parameter_static_shapes = False
         for mixer in self.mixers:
             cast(_StackedMixer, mixer).compiled = on
         return self
