@@ -309,7 +309,8 @@ def ssd_one_chunk(
     causal = torch.ones(t_pad, t_pad, dtype=torch.bool, device=x.device).tril()
     decay = torch.exp(seg.masked_fill(~causal, float("-inf")))  # (..., H, T, T)
     cb = torch.matmul(C.transpose(-3, -2), B.transpose(-3, -2).transpose(-2, -1))  # (..., G, T, T)
-    scores = cb.unsqueeze(-3) * decay.unflatten(-3, (g, h // g))  # (..., G, H/G, T, T)
+    grouped = decay.reshape(*decay.shape[:-3], g, h // g, t_pad, t_pad)  # (..., G, H/G, T, T)
+    scores = cb.unsqueeze(-3) * grouped  # (..., G, H/G, T, T)
     xdt = xh * dth[..., None].to(x.dtype)  # (..., H, T, P)
     y = torch.matmul(scores.flatten(-4, -3).to(x.dtype), xdt)  # (..., H, T, P)
     if D is not None:

@@ -142,6 +142,7 @@ def test_evaluate_fused_early_stop_matches_evaluate() -> None:
         assert m["n_steps"] == n["n_steps"]
         assert abs(m["macro_acc"] - n["macro_acc"]) < 0.02
 
+
 # warnings torch.compile raises from its own internals (turned into errors by the suite)
 COMPILE_WARNINGS = [
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
