@@ -248,6 +248,13 @@ def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
             "naive_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in nr],
             "fused_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in fr],
         }
+        losses = entry["naive_final_loss"] + entry["fused_final_loss"]
+        if all(v is not None for v in losses) and n > 1:  # a finer gauge than saturated scores
+            nl, fl = entry["naive_final_loss"], entry["fused_final_loss"]
+            entry |= {
+                "naive_loss_spread_std": statistics.stdev(nl),
+                "loss_mean_gap": abs(statistics.mean(fl) - statistics.mean(nl)),
+            }
         if all(v is not None for v in ns + fs) and n > 1:
             nv = [float(v) for v in ns if v is not None]
             fv = [float(v) for v in fs if v is not None]
@@ -262,7 +269,9 @@ def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(entry)
         print(
             f"  {label:8s} naive {_r(ns)} fused {_r(fs)} spread(std) "
-            f"{_r([entry.get('naive_seed_spread_std')])} |gap| {_r([entry.get('mean_gap')])}",
+            f"{_r([entry.get('naive_seed_spread_std')])} |gap| {_r([entry.get('mean_gap')])}; "
+            f"final loss spread {_r([entry.get('naive_loss_spread_std')])} "
+            f"|gap| {_r([entry.get('loss_mean_gap')])}",
             flush=True,
         )
     return out
