@@ -500,11 +500,14 @@ class FusedArrangements(nn.Module):
         Mixed arrangements stack a different number of candidates K_p at each layer. Dynamo
         keeps parameter shapes static by default, so every new K_p would compile again (and
         after eight, fall back to eager); letting parameter shapes be dynamic makes the second
-        K_p compile one graph with a symbolic K_p that serves the rest. This sets dynamo's
-        process-wide ``force_parameter_static_shapes`` to False.
+        K_p compile one graph with a symbolic K_p that serves the rest. A block that fails to
+        compile runs eagerly (dynamo logs why) instead of failing its candidates. Both are
+        dynamo's process-wide settings: ``force_parameter_static_shapes = False`` and
+        ``suppress_errors = True``.
         """
         if on:
             torch._dynamo.config.force_parameter_static_shapes = False
+            torch._dynamo.config.suppress_errors = True
         for mixer in self.mixers:
             cast(_StackedMixer, mixer).compiled = on
         return self

@@ -55,4 +55,5 @@ def test_tiny_cpu_run_writes_rows_and_parity(tmp_path: Path) -> None:
     for entry in parity:
         assert entry["naive_status"] == entry["fused_status"] == ["ok"] * 3
         assert entry["mean_gap"] < 1e-6 and entry["within_spread"], entry
+        assert entry["loss_mean_gap"] < 1e-3 * entry["naive_loss_spread_std"], entry
     assert "parity:" in proc.stdout  # the child's lines reach the parent's console
