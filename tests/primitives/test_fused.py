@@ -151,9 +151,7 @@ COMPILE_WARNINGS = [
 
 
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)
-def test_compiled_blocks_match_eager_and_share_graphs_across_group_sizes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_compiled_blocks_match_eager_and_share_graphs_across_group_sizes() -> None:
     """torch.compile of the stacked blocks gives the eager results, and layers that stack
     2, 3, 4 and 5 candidates do not each compile their own graph."""
     from torch._dynamo.utils import counters
@@ -164,9 +162,10 @@ def test_compiled_blocks_match_eager_and_share_graphs_across_group_sizes(
     tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(3))
     eager = fused_models(cfgs, [SEED] * len(cfgs))
     compiled = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)
-    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)  # see compile failures
     before = counters["stats"]["unique_graphs"]
-    out, ref = compiled(tokens), eager(tokens)
+    with torch._dynamo.config.patch(suppress_errors=False):  # a compile failure fails the test
+        out = compiled(tokens)
+    ref = eager(tokens)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     out.square().mean().backward()
     ref.square().mean().backward()
@@ -186,27 +185,28 @@ def test_a_block_that_fails_to_compile_runs_eagerly(monkeypatch: pytest.MonkeyPa
         raise RuntimeError("backend down")
 
     real_compile = torch.compile
-    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)  # compile_blocks sets it
     monkeypatch.setattr(fused, "_COMPILED_FNS", {})
     monkeypatch.setattr(torch, "compile", lambda fn: real_compile(fn, backend=broken_backend))
     cfgs = _cfgs(chunk_size=16)
     tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(6))
-    compiled = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)
     ref = fused_models(cfgs, [SEED] * len(cfgs))(tokens)
-    torch.testing.assert_close(compiled(tokens), ref, atol=1e-5, rtol=1e-5)
+    with torch._dynamo.config.patch(suppress_errors=False):  # compile_blocks turns it on
+        out = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)(tokens)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)
 @pytest.mark.parametrize("chunk_size", [8, 16])
-def test_compiled_mamba_matches_eager(chunk_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_mamba_matches_eager(chunk_size: int) -> None:
     """The compiled one-chunk Mamba2 block (16) and the compiled three-part path (8)."""
     cfgs = [ModelConfig(layers=("Mb", "M"), vocab_size=11, **SHAPE | {"chunk_size": chunk_size})]
     cfgs *= 2
     tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(4))
     eager = fused_models(cfgs, [1, 2])
     compiled = fused_models(cfgs, [1, 2]).compile_blocks(True)
-    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)
-    out, ref = compiled(tokens), eager(tokens)
+    with torch._dynamo.config.patch(suppress_errors=False):
+        out = compiled(tokens)
+    ref = eager(tokens)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     out.square().mean().backward()
     ref.square().mean().backward()
@@ -217,7 +217,7 @@ def test_compiled_mamba_matches_eager(chunk_size: int, monkeypatch: pytest.Monke
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)
-def test_compiled_mixed_arrangements_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_mixed_arrangements_on_gpu() -> None:
     """On CUDA (the Triton attention kernel, the one-chunk Mamba2 block) a compiled fused model
     of mixed arrangements, whose layers stack 1 to 4 candidates, trains like the eager one."""
     layers = [("mA", "M", "Mb", "M"), ("Mb", "M", "mA", "M"), ("M", "mA", "Mb", "M")]
@@ -230,11 +230,11 @@ def test_compiled_mixed_arrangements_on_gpu(monkeypatch: pytest.MonkeyPatch) -> 
     runs = []
     for compiled in (False, True):
         model = fused_models(cfgs, [SEED] * len(cfgs)).cuda().compile_blocks(compiled)
-        monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         losses = []
         for _ in range(3):
-            loss, per = _fused_loss(model(tokens), targets)
+            with torch._dynamo.config.patch(suppress_errors=False):
+                loss, per = _fused_loss(model(tokens), targets)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
