@@ -150,6 +150,23 @@ COMPILE_WARNINGS = [
 ]
 
 
+def _assert_compiled_matches_eager(
+    cfgs: list[ModelConfig], seeds: list[int], *, token_seed: int
+) -> None:
+    """Compiled and eager fused models of the same weights: same logits, same gradients."""
+    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(token_seed))
+    eager = fused_models(cfgs, seeds)
+    compiled = fused_models(cfgs, seeds).compile_blocks(True)
+    with torch._dynamo.config.patch(suppress_errors=False):  # a compile failure fails the test
+        out = compiled(tokens)
+    ref = eager(tokens)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    out.square().mean().backward()
+    ref.square().mean().backward()
+    for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)
 def test_compiled_blocks_match_eager_and_share_graphs_across_group_sizes() -> None:
     """torch.compile of the stacked blocks gives the eager results, and layers that stack
@@ -159,18 +176,8 @@ def test_compiled_blocks_match_eager_and_share_graphs_across_group_sizes() -> No
     layers = [("M",) * 4, ("M",) * 4, ("mA", "M", "M", "M"), ("mA", "mA", "M", "M")]
     layers.append(("mA", "mA", "mA", "M"))  # M stacks 2, 3, 4, 5 candidates; mA 3, 2, 1
     cfgs = [ModelConfig(layers=a, vocab_size=11, **SHAPE) for a in layers]
-    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(3))
-    eager = fused_models(cfgs, [SEED] * len(cfgs))
-    compiled = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)
     before = counters["stats"]["unique_graphs"]
-    with torch._dynamo.config.patch(suppress_errors=False):  # a compile failure fails the test
-        out = compiled(tokens)
-    ref = eager(tokens)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    out.square().mean().backward()
-    ref.square().mean().backward()
-    for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    _assert_compiled_matches_eager(cfgs, [SEED] * len(cfgs), token_seed=3)
     # M: one graph for 2, one with a symbolic size for 3-5; mA: 3, symbolic, and 1 (always
     # its own: size-1 dimensions are specialised). Static parameter shapes would make 7.
     assert counters["stats"]["unique_graphs"] - before <= 5
@@ -201,17 +208,7 @@ def test_compiled_mamba_matches_eager(chunk_size: int) -> None:
     """The compiled one-chunk Mamba2 block (16) and the compiled three-part path (8)."""
     cfgs = [ModelConfig(layers=("Mb", "M"), vocab_size=11, **SHAPE | {"chunk_size": chunk_size})]
     cfgs *= 2
-    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(4))
-    eager = fused_models(cfgs, [1, 2])
-    compiled = fused_models(cfgs, [1, 2]).compile_blocks(True)
-    with torch._dynamo.config.patch(suppress_errors=False):
-        out = compiled(tokens)
-    ref = eager(tokens)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    out.square().mean().backward()
-    ref.square().mean().backward()
-    for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    _assert_compiled_matches_eager(cfgs, [1, 2], token_seed=4)
 
 
 @pytest.mark.gpu
