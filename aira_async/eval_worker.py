@@ -62,12 +62,13 @@ class EvalBatch:
 def fuse_group(request: EvalRequest) -> tuple[object, ...] | None:
     """Requests with equal groups can train together (`primitives.fused`); None: only alone.
 
-    Only MAD requests fuse, and only with the same fidelity, seed, split and depth.
+    Only MAD requests fuse, and only with the same fidelity, split and depth (seeds may differ:
+    each candidate keeps its seed's data and batch order).
     """
     if request.task != "mad":
         return None
     key = request.key
-    return (key.task, key.fidelity, key.seed, key.split, len(request.layers))
+    return (key.task, key.fidelity, key.split, len(request.layers))
 
 
 def run_request(request: EvalRequest, device: str = "cpu") -> EvalOutcome:

@@ -3,7 +3,7 @@
 Agents `submit` requests and await the outcome; `serve` runs one loop per slot that takes the most
 urgent request (validation before test, then first come first served) and runs it. With
 `fuse` > 1 a slot that takes a MAD request also takes, without waiting, up to `fuse` - 1 more
-queued requests it can train together with it (same task, fidelity, seed, split and depth), in
+queued requests it can train together with it (same task, fidelity, split and depth), in
 queue order; the requests it passes over stay queued in their order. Identical requests in flight
 share one evaluation. When `stop` is set, slots finish the batch they hold and take no new one;
 requests still queued are answered with `None` ("abandoned"): their nodes stay unfinished in the

@@ -12,8 +12,10 @@ Equivalence with :func:`primitives.evaluator.evaluate`:
 
 - every candidate's slice is COPIED from the naive model built with the same seed, so both
   start from the same weights;
-- jobs fused together share task, fidelity, seed and split, hence the same data and the same
-  shuffle order (seeded from (job seed, task index)): every step sees the same batch;
+- jobs fused together share task, fidelity and split; each candidate trains on its own seed's
+  data in its own seed's shuffle order (seeded from (job seed, task index)), as it would alone.
+  Candidates of one seed share a lane: one batch per step for all of them (the common case,
+  one seed, feeds a single shared batch); with several seeds each candidate gets its lane's;
 - the loss is the sum over candidates of each candidate's mean token loss; parameters are
   disjoint, so each candidate receives exactly its own gradient (a NaN in one candidate does not
   reach the others' gradients), and AdamW is elementwise, so the stacked update is the
@@ -513,8 +515,15 @@ class FusedArrangements(nn.Module):
         return self
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """Args: tokens (B, T) int64, shared by all candidates. Returns: (K, B, T, V)."""
-        x = self.embed[:, tokens]  # (K, B, T, D)
+        """Args: tokens (B, T) int64 shared by all candidates, or (K, B, T) one batch each.
+
+        Returns: (K, B, T, V).
+        """
+        if tokens.dim() == 3:  # candidate k reads its own rows of its own table
+            slots = torch.arange(self.k, device=tokens.device)[:, None, None]  # (K, 1, 1)
+            x = self.embed[slots, tokens]  # (K, B, T, D)
+        else:
+            x = self.embed[:, tokens]  # (K, B, T, D)
         mixers = iter(self.mixers)
         for i, groups in enumerate(self.layer_groups):
             if len(groups) == 1:
@@ -527,7 +536,7 @@ class FusedArrangements(nn.Module):
                 new = new.index_copy(0, slots, out.to(new.dtype))  # (K, B, T, D)
             x = new
         if self.has_decoder:
-            t = tokens.shape[1]
+            t = tokens.shape[-1]
             pos = self.get_buffer("dec_pos")[:t].to(x.dtype)  # (T, D)
             h = x[:, :, -1:, :] + pos  # (K, B, T, D)
             h = _bmm_t(_rms(h, self.dec_n1, self.eps), self.dec_w1)  # (K, B, T, D)
@@ -577,14 +586,15 @@ def fused_models(cfgs: Sequence[ModelConfig], seeds: Sequence[int]) -> FusedArra
 def _fused_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Sum over candidates of each candidate's mean token loss, and the per-candidate losses.
 
-    Args: logits (K, B, T, V); targets (B, T) with IGNORE_INDEX where not scored.
+    Args: logits (K, B, T, V); targets (B, T) shared or (K, B, T) per candidate, with
+        IGNORE_INDEX where not scored.
     Returns: (scalar sum, (K,) per-candidate means).
     """
     k = logits.shape[0]
     flat = logits.float().flatten(0, 2)  # (K·B·T, V)
-    tgt = targets.expand(k, *targets.shape).flatten()  # (K·B·T,)
-    each = F.cross_entropy(flat, tgt, ignore_index=IGNORE_INDEX, reduction="none")
-    n_valid = (targets != IGNORE_INDEX).sum()  # () on device: no sync
+    tgt = targets if targets.dim() == 3 else targets.expand(k, *targets.shape)  # (K, B, T)
+    each = F.cross_entropy(flat, tgt.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    n_valid = (tgt != IGNORE_INDEX).flatten(1).sum(dim=1)  # (K,) on device: no sync
     per = each.view(k, -1).sum(dim=1) / n_valid  # (K,)
     return per.sum(), per
 
@@ -599,7 +609,8 @@ def fused_train_step(
 ) -> Tensor:
     """One optimiser step of all K candidates on one batch (bf16 autocast on CUDA if asked).
 
-    Args: tokens, targets (B, T). Returns: each candidate's mean token loss, (K,) detached.
+    Args: tokens, targets (B, T) shared or (K, B, T) per candidate. Returns: each candidate's
+    mean token loss, (K,) detached.
     """
     with _autocast(tokens.device, bf16):
         logits = model(tokens)  # (K, B, T, V)
@@ -620,17 +631,20 @@ def _score_fused(
     batch_size: int,
     bf16: bool,
 ) -> list[Accuracy]:
-    """Per-candidate macro and token accuracy, with one host sync."""
+    """Per-candidate macro and token accuracy, with one host sync.
+
+    Args: inputs, targets (n, T) shared or (K, n, T) per candidate.
+    """
     was_training = model.training
     model.eval()
     k = model.k
     total = torch.zeros(k, vocab_size + 1, dtype=torch.int64, device=targets.device)
     correct = torch.zeros_like(total)
     with _autocast(inputs.device, bf16):
-        for start in range(0, inputs.shape[0], batch_size):
-            logits = model(inputs[start : start + batch_size])  # (K, b, T, V)
-            tgt = targets[start : start + batch_size]  # (b, T)
-            scored = (tgt != IGNORE_INDEX).expand(k, *tgt.shape)  # (K, b, T)
+        for start in range(0, inputs.shape[-2], batch_size):
+            logits = model(inputs[..., start : start + batch_size, :])  # (K, b, T, V)
+            tgt = targets[..., start : start + batch_size, :]  # (b, T) or (K, b, T)
+            scored = (tgt != IGNORE_INDEX).expand(k, *tgt.shape[-2:])  # (K, b, T)
             hit = scored & (logits.argmax(dim=-1) == tgt)  # (K, b, T)
             classes = torch.where(scored, tgt, vocab_size).flatten(1)  # (K, b·T)
             hits = torch.where(hit, tgt, vocab_size).flatten(1)  # (K, b·T)
@@ -653,25 +667,64 @@ def _score_fused(
 
 def fit_and_score_fused(
     model: FusedArrangements,
-    fit: MadSplit,
-    score_set: MadSplit,
+    fit: MadSplit | Sequence[MadSplit],
+    score_set: MadSplit | Sequence[MadSplit],
     cfg: LoopConfig,
     *,
     vocab_size: int,
-    seed: int,
+    seed: int | Sequence[int],
     deadline: float | None = None,
 ) -> list[FitOutcome]:
-    """:func:`primitives.training.fit_and_score` for K fused candidates; one outcome each."""
+    """:func:`primitives.training.fit_and_score` for K fused candidates; one outcome each.
+
+    ``fit``, ``score_set`` and ``seed`` (the shuffle's) are one for all candidates or one per
+    candidate. Candidates of the same seed share a lane: its data and its batch order; with one
+    lane every step trains on one shared batch, with several each candidate gets its lane's
+    batch (the splits of all lanes must have the same shapes).
+    """
     device = next(model.parameters()).device
     k = model.k
-    x, y = fit.inputs.to(device), fit.targets.to(device)  # (n, T) each
-    xs, ys = score_set.inputs.to(device), score_set.targets.to(device)
-    n = x.shape[0]
+    seeds = [seed] * k if isinstance(seed, int) else list(seed)
+    fits = [fit] * k if isinstance(fit, MadSplit) else list(fit)
+    scores = [score_set] * k if isinstance(score_set, MadSplit) else list(score_set)
+    if not len(seeds) == len(fits) == len(scores) == k:
+        raise ValueError(f"{k} candidates need {k} seeds, fit and score splits")
+    lanes = list(dict.fromkeys(seeds))  # distinct seeds, first-seen order
+    first = [seeds.index(s) for s in lanes]  # a candidate of each lane
+    lane_of = torch.tensor([lanes.index(s) for s in seeds], device=device)  # (K,)
+    if any(f.inputs.shape != fits[0].inputs.shape for f in fits) or any(
+        sc.inputs.shape != scores[0].inputs.shape for sc in scores
+    ):
+        raise ValueError("fused candidates need fit and score splits of one shape each")
+
+    def stacked(splits: list[MadSplit], attr: str) -> Tensor:
+        rows = [getattr(splits[j], attr) for j in first]  # one (n, T) per lane
+        return torch.stack(rows).to(device)  # (S, n, T)
+
+    x, y = stacked(fits, "inputs"), stacked(fits, "targets")  # (S, n, T) each
+    xs, ys = stacked(scores, "inputs"), stacked(scores, "targets")
+    if len(lanes) == 1:  # one shared batch per step
+        x, y, xs, ys = x[0], y[0], xs[0], ys[0]  # (n, T) each
+    else:  # each candidate scores on its lane's rows
+        xs, ys = xs[lane_of], ys[lane_of]  # (K, n_score, T)
+    n = x.shape[-2]
     batch = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
-    shuffle = torch.Generator().manual_seed(seed)
-    order = torch.stack([torch.randperm(n, generator=shuffle) for _ in range(cfg.epochs)])
-    order = order.to(device)  # (E, n)
+    orders = []
+    for lane_seed in lanes:
+        shuffle = torch.Generator().manual_seed(lane_seed)
+        orders.append(
+            torch.stack([torch.randperm(n, generator=shuffle) for _ in range(cfg.epochs)])
+        )
+    order = torch.stack(orders).to(device)  # (S, E, n)
+    lane_rows = torch.arange(len(lanes), device=device)[:, None]  # (S, 1)
+
+    def batch_of(epoch: int, b: int) -> tuple[Tensor, Tensor]:
+        idx = order[:, epoch, b * batch : (b + 1) * batch]  # (S, batch)
+        if len(lanes) == 1:
+            return x[idx[0]], y[idx[0]]  # (batch, T) each
+        return x[lane_rows, idx][lane_of], y[lane_rows, idx][lane_of]  # (K, batch, T) each
+
     opt = torch.optim.AdamW(
         model.parameters(),
         lr=cfg.lr,
@@ -711,8 +764,8 @@ def fit_and_score_fused(
         for group in opt.param_groups:
             group["lr"] = _cosine_lr(cfg, epoch)
         for b in range(steps_per_epoch):
-            idx = order[epoch, b * batch : (b + 1) * batch]  # (batch,)
-            losses[step] = fused_train_step(model, opt, x[idx], y[idx], bf16=cfg.bf16)
+            tokens, targets = batch_of(epoch, b)
+            losses[step] = fused_train_step(model, opt, tokens, targets, bf16=cfg.bf16)
             step += 1
             if step % cfg.check_every == 0:
                 check(epochs_run)
@@ -751,8 +804,9 @@ def evaluate_fused(
 ) -> list[EvalResult]:
     """Like :func:`primitives.evaluator.evaluate` for MAD jobs, fusing compatible jobs.
 
-    Jobs with the same fidelity, seed, split, device and depth train together, up to ``max_k``
-    per fused step, task by task in :data:`TASK_NAMES` order; a job drops out of later tasks once
+    Jobs with the same fidelity, split, device and depth train together, up to ``max_k``
+    per fused step, task by task in :data:`TASK_NAMES` order (jobs of different seeds each keep
+    their seed's data, batch order and initial weights); a job drops out of later tasks once
     one of its tasks fails (as ``evaluate`` stops a job at its first failing task). Per-task
     ``wall_s`` is the fused task's wall time divided by the candidates in it (amortised);
     ``fused_k`` records that count. ``time_limit_s`` bounds each fused group.
@@ -769,7 +823,7 @@ def evaluate_fused(
         resolved.append(_resolve(job))
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, (job, (fid, _, device)) in enumerate(zip(jobs, resolved, strict=True)):
-        key = (fid, job.seed, job.split, str(device), len(job.layers))
+        key = (fid, job.split, str(device), len(job.layers))
         groups.setdefault(key, []).append(i)
     results: list[EvalResult | None] = [None] * len(jobs)
     for members in groups.values():
@@ -811,18 +865,21 @@ def _run_group(
             task = next(t for t in resolved[active[0]][1] if t.name == task_name)
             t0 = time.perf_counter()
             task_index = TASK_NAMES.index(task_name)
-            seed = job0.seed * 1000 + task_index
-            fit, score_set = split_for(_dataset(task, MAD_DATA_SEED + job0.seed), job0.split)
+            splits = {  # each seed's data, as evaluate draws it
+                s: split_for(_dataset(task, MAD_DATA_SEED + s), job0.split)
+                for s in dict.fromkeys(jobs[i].seed for i in active)
+            }
+            seeds = [jobs[i].seed * 1000 + task_index for i in active]
             cfgs = [_model_config(jobs[i].layers, fid, task) for i in active]
-            model = fused_models(cfgs, [seed] * len(active)).to(device)
+            model = fused_models(cfgs, seeds).to(device)
             model.compile_blocks(compile_blocks)
             outs = fit_and_score_fused(
                 model,
-                fit,
-                score_set,
+                [splits[jobs[i].seed][0] for i in active],
+                [splits[jobs[i].seed][1] for i in active],
                 fid.loop(),
                 vocab_size=task.vocab_size,
-                seed=seed,
+                seed=seeds,
                 deadline=deadline,
             )
             wall = (time.perf_counter() - t0) / len(active)

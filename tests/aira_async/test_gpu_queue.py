@@ -173,12 +173,11 @@ async def batches_for(fuse: int, incompatible: EvalRequest) -> list[list[str]]:
 @pytest.mark.parametrize(
     "incompatible",
     [
-        mad_request("x M", seed=1),
         mad_request("x M", task="synthetic"),
         mad_request("x M", fidelity="paper"),
         mad_request("x M M"),  # another depth
     ],
-    ids=["seed", "task", "fidelity", "depth"],
+    ids=["task", "fidelity", "depth"],
 )
 async def test_fused_batches_keep_the_cap_order_and_compatibility(
     incompatible: EvalRequest,
@@ -191,6 +190,12 @@ async def test_fused_batches_keep_the_cap_order_and_compatibility(
         ["v3 M", "v4 M"],  # the test job does not join validation work
         ["t0 M"],
     ]
+
+
+async def test_jobs_of_another_seed_fuse() -> None:
+    """Each fused candidate keeps its own seed's data and batch order (primitives.fused)."""
+    batches = await batches_for(3, mad_request("x M", seed=1))
+    assert batches == [["v0 M", "v1 M", "x M"], ["v2 M", "v3 M", "v4 M"], ["t0 M"]]
 
 
 async def test_fuse_one_runs_one_request_at_a_time() -> None:

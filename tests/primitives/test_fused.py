@@ -49,6 +49,23 @@ def test_forward_matches_each_naive_model(head: str, chunk_size: int) -> None:
         torch.testing.assert_close(out[j], _naive(cfg)(tokens), atol=1e-5, rtol=1e-5)
 
 
+def test_forward_with_a_batch_per_candidate() -> None:
+    cfgs = _cfgs(chunk_size=16)
+    fused = fused_models(cfgs, [SEED] * len(cfgs))
+    tokens = torch.randint(0, 11, (len(cfgs), 3, 12), generator=torch.Generator().manual_seed(2))
+    out = fused(tokens)  # (K, B, T, V)
+    for j, cfg in enumerate(cfgs):
+        torch.testing.assert_close(out[j], _naive(cfg)(tokens[j]), atol=1e-5, rtol=1e-5)
+    targets = tokens.roll(1, dims=-1)
+    targets[1, :, :4] = IGNORE_INDEX  # candidates count their own scored tokens
+    _, per = _fused_loss(out, targets)
+    for j in range(len(cfgs)):
+        want = F.cross_entropy(
+            out[j].flatten(0, 1), targets[j].flatten(), ignore_index=IGNORE_INDEX
+        )
+        torch.testing.assert_close(per[j], want)
+
+
 def test_fused_rejects_mismatched_shapes() -> None:
     a = build_model(ModelConfig(layers=("M", "mA"), vocab_size=11, **SHAPE))
     b = build_model(ModelConfig(layers=("M",), vocab_size=11, **SHAPE))
@@ -97,16 +114,18 @@ def test_evaluate_fused_matches_evaluate() -> None:
     fid = dataclasses.replace(
         FIDELITIES["smoke"], name="tiny", epochs=3, n_train=64, n_test=32, eval_every=1
     )
-    jobs = [
-        EvalJob(layers=layers, task=task, fidelity=fid, seed=1, split="validation")
-        for layers, task in [
-            (("mA", "M"), "mad"),
-            (("Mb", "M"), "mad"),
-            (("M", "mA"), "memorization"),
+    jobs = [  # seeds 1 and 2 fuse too: each candidate keeps its seed's data and batch order
+        EvalJob(layers=layers, task=task, fidelity=fid, seed=seed, split="validation")
+        for layers, task, seed in [
+            (("mA", "M"), "mad", 1),
+            (("Mb", "M"), "mad", 2),
+            (("M", "mA"), "memorization", 1),
+            (("M", "mA"), "memorization", 2),
         ]
     ]
     naive = evaluate(jobs)
     fused = evaluate_fused(jobs)
+    assert {b.per_task["memorization"]["fused_k"] for b in fused} == {4.0}
     for a, b in zip(naive, fused, strict=True):
         assert a.status == b.status == "ok"
         assert a.job == b.job
