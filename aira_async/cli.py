@@ -249,7 +249,14 @@ def evaluate(
     task: Annotated[str, typer.Option("--task", help="mad or one MAD task name.")] = "mad",
     fidelity: Annotated[str, typer.Option("--fidelity", help="smoke or paper.")] = "smoke",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seeds: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--seed",
+            metavar="SEED",
+            help="Repeat for several seeds (default 0): one job per arrangement and seed.",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="validation or test.")] = "test",
     format: FormatOpt = Format.table,
     data: Annotated[
@@ -268,7 +275,8 @@ def evaluate(
 ) -> None:
     """Train and score arrangements (no search); exit 1 unless every one trained (status ok).
 
-    JSON output is one object for one arrangement, a list for several.
+    JSON output is one object for one job, a list for several (arrangement-major, then seed).
+    With several seeds the table output ends with each arrangement's mean and spread.
     """
     from populations.baselines import resolve
 
@@ -288,8 +296,9 @@ def evaluate(
                 data=data,
             )
             for layers in layer_lists
+            for seed in seeds or [0]
         ]
-        what = f"{len(jobs)} arrangement{'s' if len(jobs) > 1 else ''}"
+        what = f"{len(jobs)} job{'s' if len(jobs) > 1 else ''}"
         with err.status(f"training {what} on {task} ({fidelity}, {device})"):
             if fused:
                 from primitives.fused import evaluate_fused
@@ -304,6 +313,8 @@ def evaluate(
     else:
         for payload in payloads:
             out.print(views.eval_result_table(payload))
+        if len(seeds or []) > 1:
+            out.print(views.seed_summary_table(payloads))
     raise typer.Exit(0 if all(r.status == "ok" for r in results) else 1)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,32 @@ def eval_result_dict(result: EvalResult) -> dict[str, Any]:
         "error": result.error,
         "evaluator_version": result.evaluator_version,
     }
+
+
+def seed_summary_table(payloads: list[dict[str, Any]]) -> Table:
+    """Each arrangement's score over its seeds: mean, sample std, min, max (ok jobs only)."""
+    tbl = Table(title="over seeds", header_style="bold")
+    for column in ("arrangement", "seeds", "mean", "std", "min", "max"):
+        tbl.add_column(column)
+    by_arrangement: dict[str, list[dict[str, Any]]] = {}
+    for payload in payloads:
+        by_arrangement.setdefault(payload["arrangement"], []).append(payload)
+    for arrangement, runs in by_arrangement.items():
+        scores = [r["score"] for r in runs if r["status"] == "ok" and r["score"] is not None]
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        if not scores:
+            tbl.add_row(arrangement, seeds, "-", "-", "-", "-")
+            continue
+        std = statistics.stdev(scores) if len(scores) > 1 else None
+        tbl.add_row(
+            arrangement,
+            seeds,
+            _num(statistics.mean(scores)),
+            _num(std),
+            _num(min(scores)),
+            _num(max(scores)),
+        )
+    return tbl
 
 
 def eval_result_table(payload: dict[str, Any]) -> Table:

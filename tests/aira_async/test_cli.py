@@ -222,6 +222,25 @@ def test_evaluate_several_fused_equals_one_at_a_time() -> None:
         assert fused["per_task"]["in_context_recall"]["fused_k"] == 3
 
 
+def test_evaluate_several_seeds_fused_equals_one_at_a_time() -> None:
+    """Jobs of different seeds train together, each on its own seed's data."""
+    args = ("evaluate", "mA M", "M Mb", "--seed", "1", "--seed", "2", "--task", "memorization")
+    alone, together = aira(*args, "-f", "json"), aira(*args, "-f", "json", "--fused")
+    assert alone.returncode == 0 and together.returncode == 0, alone.stderr + together.stderr
+    a, t = json.loads(alone.stdout), json.loads(together.stdout)
+    assert [(r["arrangement"], r["seed"]) for r in a] == [
+        ("mA M", 1), ("mA M", 2), ("M Mb", 1), ("M Mb", 2),
+    ]  # fmt: skip
+    assert [(r["arrangement"], r["seed"]) for r in t] == [(r["arrangement"], r["seed"]) for r in a]
+    assert len({r["score"] for r in a}) > 1  # the seeds differ
+    for one, fused in zip(a, t, strict=True):
+        assert fused["score"] == pytest.approx(one["score"], abs=1e-6)
+        assert fused["per_task"]["memorization"]["fused_k"] == 4
+    table = aira(*args)
+    assert table.returncode == 0, table.stderr
+    assert "over seeds" in table.stdout and "1,2" in table.stdout
+
+
 def test_db_upgrade_on_the_released_sample(tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parents[1] / "assets/store/schema_0001_initial.db"
     db = tmp_path / "sample.db"
