@@ -78,6 +78,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_K = 32
+ONE_CHUNK_MAX_LEN = 128
+"""Longest sequence whose fused Mamba2 runs :func:`ssd_one_chunk`. Its (T, T) scores are per
+head and its decay is fp32, where mamba-ssm keeps (T, T) per group and forms the decay inside
+its kernels: at T = 256, K = 32, batch 128 and 4 heads one layer's fp32 decay alone is 4.3 GB.
+Measured at T = 127 (bench/results, run 6); longer sequences take the chunked scan."""
 
 
 def _bmm_t(x: Tensor, w: Tensor) -> Tensor:
@@ -256,7 +261,8 @@ class _StackedMamba(_StackedMixer):
             if t > c.chunk_size
             else min(c.chunk_size, max(16, 1 << (t - 1).bit_length()))
         )
-        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), t <= c.chunk_size)
+        one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), one_chunk)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
@@ -279,10 +285,11 @@ class _StackedMamba(_StackedMixer):
         return _mamba_out(x_in, y.reshape(k, b, t, e), z, prm, cst)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Sequences of one chunk run :meth:`block` (compiled whole when compiled). Longer ones
-        run in three parts: projections and conv, the chunked SSD scan, gated norm and output;
-        when compiled, the first and last parts run through ``torch.compile`` and the scan
-        (mamba-ssm's Triton kernel or the pure-PyTorch SSD) is called eagerly."""
+        """Sequences of one chunk (and at most :data:`ONE_CHUNK_MAX_LEN`) run :meth:`block`
+        (compiled whole when compiled). Longer ones run in three parts: projections and conv,
+        the chunked SSD scan, gated norm and output; when compiled, the first and last parts run
+        through ``torch.compile`` and the scan (mamba-ssm's Triton kernel or the pure-PyTorch
+        SSD) is called eagerly."""
         prm, cst = (self.norm, *self.params()), self.consts(x)
         if cst[-1]:
             fn = _compiled_fn(type(self).block) if self.compiled else type(self).block

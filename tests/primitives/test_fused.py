@@ -66,6 +66,23 @@ def test_forward_with_a_batch_per_candidate() -> None:
         torch.testing.assert_close(per[j], want)
 
 
+def test_mamba_longer_than_the_one_chunk_limit_takes_the_chunked_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import primitives.fused as fused
+
+    def not_here(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("ssd_one_chunk called past ONE_CHUNK_MAX_LEN")
+
+    monkeypatch.setattr(fused, "ONE_CHUNK_MAX_LEN", 8)
+    monkeypatch.setattr(fused, "ssd_one_chunk", not_here)
+    cfgs = _cfgs(chunk_size=16)  # 12 tokens: one chunk, but longer than the limit
+    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(8))
+    out = fused_models(cfgs, [SEED] * len(cfgs))(tokens)
+    for j, cfg in enumerate(cfgs):
+        torch.testing.assert_close(out[j], _naive(cfg)(tokens), atol=1e-5, rtol=1e-5)
+
+
 def test_fused_rejects_mismatched_shapes() -> None:
     a = build_model(ModelConfig(layers=("M", "mA"), vocab_size=11, **SHAPE))
     b = build_model(ModelConfig(layers=("M",), vocab_size=11, **SHAPE))
