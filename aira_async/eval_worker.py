@@ -174,7 +174,8 @@ def run_batch(
 
     A batch of one and every non-MAD request run alone through `run_request`. Two or more MAD
     requests train together (`primitives.fused.evaluate_fused`, which groups them as
-    `fuse_group` does); each outcome's `metrics["fused_k"]` is the size of its group.
+    `fuse_group` does and splits a group that runs out of GPU memory); each outcome's
+    `metrics["fused_k"]` is the size of the group it trained in.
     `time_limit_s` bounds each fused group; `compile` torch.compiles the fused blocks on CUDA
     only. A malformed request makes `evaluate_fused` refuse the whole batch before any training;
     the requests then run one by one, so that only the malformed one fails.
@@ -196,13 +197,19 @@ def run_batch(
     except ValueError:
         return [run_request(r, device) for r in requests]
     group = Counter(fuse_group(r) for r in fused)
-    outcomes = {
-        i: _outcome(r, res, fused_k=group[fuse_group(r)])
+    outcomes = {  # the size it trained in: a group that ran out of memory was split
+        i: _outcome(r, res, fused_k=_fused_k(res, default=group[fuse_group(r)]))
         for i, r, res in zip(mad, fused, results, strict=True)
     }
     return [
         outcomes[i] if i in outcomes else run_request(r, device) for i, r in enumerate(requests)
     ]
+
+
+def _fused_k(result: EvalResult, *, default: int) -> int:
+    """The most candidates this job trained with in one step (from its per-task metrics)."""
+    sizes = [int(m["fused_k"]) for m in result.per_task.values() if "fused_k" in m]
+    return max(sizes, default=default)
 
 
 def resolve_device(device: str) -> str:

@@ -814,7 +814,8 @@ def evaluate_fused(
     Jobs with the same fidelity, split, device and depth train together, up to ``max_k``
     per fused step, task by task in :data:`TASK_NAMES` order (jobs of different seeds each keep
     their seed's data, batch order and initial weights); a job drops out of later tasks once
-    one of its tasks fails (as ``evaluate`` stops a job at its first failing task). Per-task
+    one of its tasks fails (as ``evaluate`` stops a job at its first failing task); a group
+    that runs out of GPU memory is tried again in halves. Per-task
     ``wall_s`` is the fused task's wall time divided by the candidates in it (amortised);
     ``fused_k`` records that count. ``time_limit_s`` bounds each fused group.
     ``compile_blocks`` runs the stacked blocks through ``torch.compile`` (see
@@ -836,10 +837,31 @@ def evaluate_fused(
     for members in groups.values():
         for start in range(0, len(members), max_k):
             chunk = members[start : start + max_k]
-            group = _run_group(jobs, resolved, chunk, time_limit_s, compile_blocks)
-            for i, res in zip(chunk, group, strict=True):
+            for i, res in _run_fitting(jobs, resolved, chunk, time_limit_s, compile_blocks):
                 results[i] = res
     return [r for r in results if r is not None]
+
+
+def _run_fitting(
+    jobs: Sequence[EvalJob],
+    resolved: Sequence[tuple[Fidelity, list[MadTask], torch.device]],
+    members: list[int],
+    time_limit_s: float | None,
+    compile_blocks: bool,
+) -> list[tuple[int, EvalResult]]:
+    """:func:`_run_group`, then the jobs it lost to running out of memory again in smaller
+    groups (halves, when all were lost), down to one job: a batch too big for the card is the
+    batching's fault, not the candidates'. Returns (job index, result) pairs."""
+    results = _run_group(jobs, resolved, members, time_limit_s, compile_blocks)
+    group = list(zip(members, results, strict=True))
+    lost = [i for i, res in group if res.status == "oom"]
+    if len(members) == 1 or not lost:
+        return group
+    kept = [(i, res) for i, res in group if res.status != "oom"]
+    parts = [lost[: len(lost) // 2], lost[len(lost) // 2 :]] if lost == members else [lost]
+    for part in parts:
+        kept += _run_fitting(jobs, resolved, part, time_limit_s, compile_blocks)
+    return kept
 
 
 def _run_group(

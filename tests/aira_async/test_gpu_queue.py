@@ -253,3 +253,26 @@ async def test_process_slot_fuses_mad_requests_like_one_at_a_time() -> None:
         assert abs(together.score - single.score) < 1e-6
         assert together.metrics["fused_k"] == 2 and "fused_k" not in single.metrics
         assert together.metrics["n_params"] == single.metrics["n_params"]
+
+
+def test_a_batch_split_for_memory_reports_the_size_it_trained_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch that does not fit trains in smaller groups; fused_k says how small, and the
+    candidates are not lost to it."""
+    import torch
+
+    import primitives.fused as fused
+    from aira_async.eval_worker import run_batch
+
+    real_fit = fused.fit_and_score_fused
+
+    def one_fits(model: fused.FusedArrangements, *args: object, **kwargs: object) -> object:
+        if model.k > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_fit(model, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fused, "fit_and_score_fused", one_fits)
+    outcomes = run_batch([mad_request("mA M"), mad_request("Mb M"), mad_request("M M")])
+    assert [o.status for o in outcomes] == [EvalStatus.OK] * 3, [o.error for o in outcomes]
+    assert [o.metrics["fused_k"] for o in outcomes] == [1, 1, 1]

@@ -179,6 +179,44 @@ def test_evaluate_fused_early_stop_matches_evaluate() -> None:
         assert abs(m["macro_acc"] - n["macro_acc"]) < 0.02
 
 
+def test_a_group_out_of_memory_is_tried_again_in_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five jobs that fit at most two at a time end as if evaluated one by one."""
+    import primitives.fused as fused
+
+    real_fit = fused.fit_and_score_fused
+    sizes: list[int] = []
+
+    def small_card(model: FusedArrangements, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(model.k)
+        if model.k > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(fused, "fit_and_score_fused", small_card)
+    fid = dataclasses.replace(
+        FIDELITIES["smoke"], name="tiny-oom", epochs=2, n_train=32, n_test=16
+    )
+    layers = [("mA", "M"), ("M", "Mb"), ("Mb", "mA"), ("M", "M"), ("mA", "mA")]
+    jobs = [
+        EvalJob(layers=a, task="memorization", fidelity=fid, seed=0, split="validation")
+        for a in layers
+    ]
+    results = evaluate_fused(jobs)
+    assert sizes == [5, 2, 3, 1, 2]  # 5 -> 2 + 3; 3 -> 1 + 2
+    for naive, res in zip(evaluate(jobs), results, strict=True):
+        assert res.job == naive.job and res.status == "ok", res.error
+        assert res.score == pytest.approx(naive.score, abs=0.02)
+    sizes.clear()
+
+    def no_card(model: FusedArrangements, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(model.k)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(fused, "fit_and_score_fused", no_card)
+    lost = evaluate_fused(jobs[:3])  # nothing fits: halves down to single jobs, then oom
+    assert sizes == [3, 1, 2, 1, 1] and [r.status for r in lost] == ["oom"] * 3
+
+
 # warnings torch.compile raises from its own internals (turned into errors by the suite)
 COMPILE_WARNINGS = [
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
