@@ -18,14 +18,18 @@ paths (the naive fp32 path is measured against the same bf16 peak).
 Parity: the same jobs (task, seeds, split) through ``evaluate_naive`` (fp32, one at a time) and
 ``evaluate_fused`` (bf16 on CUDA, compiled blocks when the throughput rows were) on a short
 schedule; per arrangement the naive seed-to-seed spread (sample std over seeds) is reported
-beside |mean fused - mean naive|; they agree when the gap is at most max(spread, 0.005).
+beside |mean fused - mean naive|; they agree when the gap is at most max(spread, 0.005). The
+final training losses get the same spread and gap (``naive_loss_spread_std``,
+``loss_mean_gap``): on a task whose scores saturate they are the finer gauge. The fused side
+trains all the parity jobs together, seeds included (each candidate on its own seed's data).
 
 Every measurement runs in its own child process (``--child SPEC``), so an out-of-memory failure
 or a hung compile cannot poison the next one; the parent retries a fused measurement that ran
 out of memory with half the K, bounds each child by the time left, and writes the JSON after
 each row. Children print straight to the console, so a run killed from outside keeps its log.
-Mamba2 uses mamba-ssm's Triton kernel when it imports, else the pure-PyTorch chunked SSD
-(recorded as ``mamba_ssm``).
+The naive Mamba2 uses mamba-ssm's Triton kernel when it imports, else the pure-PyTorch chunked
+SSD (recorded as ``mamba_ssm``); the fused one runs sequences of up to 128 tokens as
+``ssd_one_chunk`` and longer ones like the naive path.
 
 Usage: python bench/eval_throughput.py --device cuda --out bench/results
        python bench/eval_throughput.py --device cpu --tiny          (a smoke check)
