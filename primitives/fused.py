@@ -58,7 +58,7 @@ from primitives.evaluator import (
 )
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
-from primitives.mamba2 import ssd_chunked, ssd_one_chunk
+from primitives.mamba2 import gated_rms_norm, ssd_chunked, ssd_one_chunk
 from primitives.model import ArrangementModel, ModelConfig, build_model
 from primitives.training import (
     Accuracy,
@@ -416,12 +416,8 @@ def _mamba_out(
     """
     gnorm, out_proj = prm[7], prm[8]
     g, e, norm_eps = cst[3], cst[5], cst[9]
-    k, b, t, _ = x_in.shape
-    gated = y.float() * F.silu(z.float())  # (K, B, T, E)
-    grouped = gated.reshape(k, b, t, g, e // g)  # (K, B, T, G, E/G)
-    scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + norm_eps)
-    normed = (grouped * scale).reshape(k, b, t, e)  # (K, B, T, E)
-    y = (normed * gnorm.float()[:, None, None, :]).to(y.dtype)  # (K, B, T, E)
+    weight = gnorm[:, None, None, :]  # (K, 1, 1, E)
+    y = gated_rms_norm(y, z, weight, group_size=e // g, eps=norm_eps)  # (K, B, T, E)
     return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
 
 

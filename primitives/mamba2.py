@@ -36,6 +36,7 @@ __all__ = [
     "Mamba2",
     "Mamba2Config",
     "MambaImpl",
+    "gated_rms_norm",
     "ssd_chunked",
     "ssd_one_chunk",
     "ssd_ref",
@@ -334,12 +335,19 @@ class GatedRMSNorm(nn.Module):
 
     def forward(self, y: Tensor, z: Tensor) -> Tensor:
         """Args: y, z (B, T, H·P). Returns: (B, T, H·P) in y's dtype."""
-        gated = y.float() * F.silu(z.float())  # (B, T, H·P)
-        grouped = gated.reshape(*gated.shape[:-1], -1, self.group_size)  # (B, T, G, H·P/G)
-        scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        normed = (grouped * scale).flatten(-2)  # (B, T, H·P)
-        out: Tensor = (normed * self.weight.float()).to(y.dtype)
-        return out
+        return gated_rms_norm(y, z, self.weight, group_size=self.group_size, eps=self.eps)
+
+
+def gated_rms_norm(y: Tensor, z: Tensor, weight: Tensor, *, group_size: int, eps: float) -> Tensor:
+    """norm(y · silu(z)) · weight in fp32, RMS over groups of ``group_size`` features.
+
+    Args: y, z (..., E); weight broadcastable to (..., E). Returns: (..., E) in y's dtype.
+    """
+    gated = y.float() * F.silu(z.float())  # (..., E)
+    grouped = gated.reshape(*gated.shape[:-1], -1, group_size)  # (..., G, E/G)
+    scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + eps)
+    normed = (grouped * scale).flatten(-2)  # (..., E)
+    return (normed * weight.float()).to(y.dtype)
 
 
 class Mamba2(nn.Module):
