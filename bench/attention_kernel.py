@@ -4,9 +4,10 @@ Times forward + backward of causal RoPE attention over N = K·B sequences (defau
 T 127, 16 heads of 8 features, bf16) two ways: rotary in PyTorch then
 ``F.scaled_dot_product_attention`` (whatever backend PyTorch picks), and
 :func:`primitives.kernels.tiny_attention.tiny_attention` (rotary inside, channels-first). Prints
-milliseconds per call and the configuration Triton's autotuner chose; writes JSON under --out.
+milliseconds per call (forward + backward, and the kernel's forward alone) and the
+configuration Triton's autotuner chose; writes JSON under --out, named by card and --tag.
 
-Usage: python bench/attention_kernel.py [--k 32] [--b 128] [--t 127] [--out bench/results]
+Usage: python bench/attention_kernel.py [--k 32] [--b 128] [--t 127] [--tag T] [--out DIR]
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> int:
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--head-dim", type=int, default=8)
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--tag", default="", help="appended to the JSON file's name")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     k, b, t, h, p = args.k, args.b, args.t, args.heads, args.head_dim
@@ -72,7 +74,11 @@ def main() -> int:
         y = tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=h, rope_theta=1e4)
         y.backward(dy_t)
 
+    def kernel_forward() -> None:
+        tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=h, rope_theta=1e4)
+
     ms_sdpa, ms_kernel = _time(sdpa, args.reps), _time(kernel, args.reps)
+    ms_forward = _time(kernel_forward, args.reps)
     from primitives.kernels import _tiny_attention_triton as tk
 
     chosen = {
@@ -86,16 +92,20 @@ def main() -> int:
         "shape": {"sequences": k * b, "T": t, "heads": h, "head_dim": p, "dtype": "bf16"},
         "sdpa_rope_fwd_bwd_ms": ms_sdpa,
         "tiny_attention_fwd_bwd_ms": ms_kernel,
+        "tiny_attention_fwd_ms": ms_forward,
         "speedup": ms_sdpa / ms_kernel,
         "autotuned": chosen,
     }
     print(
         f"{card}: {k * b} sequences x T {t}, {h} heads x {p}: SDPA+RoPE {ms_sdpa:.2f} ms, "
-        f"tiny_attention {ms_kernel:.2f} ms (fwd+bwd) = {ms_sdpa / ms_kernel:.1f}x; {chosen}"
+        f"tiny_attention {ms_kernel:.2f} ms (fwd+bwd, fwd alone {ms_forward:.2f}) = "
+        f"{ms_sdpa / ms_kernel:.1f}x; {chosen}"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in card.lower()).strip("-")
-    (args.out / f"attention_kernel-{slug}.json").write_text(json.dumps(row, indent=2) + "\n")
+    (args.out / f"attention_kernel-{slug}{args.tag}.json").write_text(
+        json.dumps(row, indent=2) + "\n"
+    )
     return 0
 
 

@@ -1,8 +1,9 @@
 """Where a fused training step spends its GPU time: a torch.profiler table of the top kernels.
 
 Runs K candidates of one arrangement on the `paper` in-context-recall shape (as
-bench/eval_throughput.py times them), warms up, profiles a few steps and prints the kernels with
-the most CUDA time, plus the step's wall time.
+bench/eval_throughput.py times them), warms up, times --timed steps without the profiler, then
+profiles a few steps and prints the kernels with the most CUDA time, plus the step's wall time
+under the profiler.
 
 Usage: python bench/profile_fused.py --layers "mA M" --k 32 [--compiled] [--rows 25] [--shapes]
 """
@@ -34,7 +35,8 @@ def main() -> int:
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--compiled", action="store_true")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="profiled steps")
+    parser.add_argument("--timed", type=int, default=10, help="steps timed without profiler")
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--shapes", action="store_true", help="also a table by input shape")
     args = parser.parse_args()
@@ -57,6 +59,11 @@ def main() -> int:
     for i in range(3):
         step(i)
     torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(args.timed):
+        step(i)
+    torch.cuda.synchronize()
+    timed = (time.perf_counter() - t0) / max(args.timed, 1)
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     with profile(activities=activities, record_shapes=args.shapes) as prof:
         t0 = time.perf_counter()
@@ -66,7 +73,8 @@ def main() -> int:
         wall = (time.perf_counter() - t0) / args.steps
     print(
         f"{' '.join(layers)} K={args.k} compiled={args.compiled} on "
-        f"{torch.cuda.get_device_name()}: {wall * 1e3:.1f} ms/step (under the profiler), "
+        f"{torch.cuda.get_device_name()}: {timed * 1e3:.1f} ms/step ({args.timed} steps), "
+        f"{wall * 1e3:.1f} ms/step (under the profiler), "
         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
     )
     table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.rows)

@@ -56,6 +56,7 @@ from primitives.evaluator import (
     _peak_mem_mb,
     _resolve,
 )
+from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
 from primitives.mamba2 import gated_rms_norm, ssd_chunked, ssd_one_chunk
@@ -262,7 +263,8 @@ class _StackedMamba(_StackedMixer):
             else min(c.chunk_size, max(16, 1 << (t - 1).bit_length()))
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
-        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), one_chunk)
+        conv = causal_conv_supported(x.device)
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, one_chunk)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
@@ -327,13 +329,15 @@ def _mamba_in(
     bias, z (K, B, T, E).
     """
     norm, in_proj, conv_w, conv_b = prm[:4]
-    eps, e, c, w = cst[0], cst[5], cst[6], cst[7]
+    eps, e, c, w, conv_kernel = cst[0], cst[5], cst[6], cst[7], cst[11]
     u = _rms(x_in, norm, eps)  # (K, B, T, D)
     t = u.shape[2]
     # two products, so that the rows of z and xbc start at multiples of 16 elements (with
     # dt's H channels appended, compiled kernels could not vectorise their loads)
     z, xbc = torch.split(_bmm_t(u, in_proj[:, : e + c]), [e, c], dim=-1)  # (K, B, T, E), (.., C)
     dt = _bmm_t(u, in_proj[:, e + c :])  # (K, B, T, H)
+    if conv_kernel:  # one pass forward, two backward (Triton)
+        return causal_conv_silu(xbc, conv_w[:, :, 0, :], conv_b), dt, z
     # depthwise causal conv written as W shifted products: elementwise work that compiles into
     # one kernel (cuDNN's depthwise conv1d on K·C channels was a tenth of the step)
     cw = conv_w.to(xbc.dtype)[:, :, 0, :]  # (K, C, W)

@@ -221,6 +221,7 @@ def test_a_group_out_of_memory_is_tried_again_in_halves(monkeypatch: pytest.Monk
 COMPILE_WARNINGS = [
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
     "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning",
+    "ignore:TensorFloat32 tensor cores for float32 matrix multiplication:UserWarning",
 ]
 
 
