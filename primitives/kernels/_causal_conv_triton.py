@@ -52,13 +52,11 @@ def _causal_taps(src, w_ptr, b_ptr, k, offs_t, offs_c, c_ok, T, C, s_src,
     return acc
 
 
-@_tuned
 @triton.jit
-def _fwd_kernel(
-    x, w_ptr, b_ptr, out,
-    T, B, C, s_x,
-    W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
-):  # fmt: skip  # pragma: no cover - compiled by Triton
+def _tile_pre(x, w_ptr, b_ptr, T, B, C, s_x, W: tl.constexpr, BLOCK_T: tl.constexpr,
+              BLOCK_C: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """This program's tokens and channels, the channel mask, its sequence's first row and the
+    pre-activation of its tile."""
     n = tl.program_id(0)
     offs_t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -67,6 +65,17 @@ def _fwd_kernel(
     pre = _causal_taps(
         x + row0 * s_x, w_ptr, b_ptr, n // B, offs_t, offs_c, c_ok, T, C, s_x, W, BLOCK_T, BLOCK_C
     )
+    return offs_t, offs_c, c_ok, row0, pre
+
+
+@_tuned
+@triton.jit
+def _fwd_kernel(
+    x, w_ptr, b_ptr, out,
+    T, B, C, s_x,
+    W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip  # pragma: no cover - compiled by Triton
+    offs_t, offs_c, c_ok, row0, pre = _tile_pre(x, w_ptr, b_ptr, T, B, C, s_x, W, BLOCK_T, BLOCK_C)
     y = pre * tl.sigmoid(pre)
     ptr = out + row0 * C + offs_t[:, None] * C + offs_c[None, :]
     tl.store(ptr, y.to(out.dtype.element_ty), mask=(offs_t < T)[:, None] & c_ok[None, :])
@@ -79,15 +88,8 @@ def _pre_grad_kernel(
     T, B, C, s_x,
     W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    n = tl.program_id(0)
-    offs_t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_ok = offs_c < C
+    offs_t, offs_c, c_ok, row0, pre = _tile_pre(x, w_ptr, b_ptr, T, B, C, s_x, W, BLOCK_T, BLOCK_C)
     mask = (offs_t < T)[:, None] & c_ok[None, :]
-    row0 = n.to(tl.int64) * T
-    pre = _causal_taps(
-        x + row0 * s_x, w_ptr, b_ptr, n // B, offs_t, offs_c, c_ok, T, C, s_x, W, BLOCK_T, BLOCK_C
-    )
     sig = tl.sigmoid(pre)
     rows = row0 * C + offs_t[:, None] * C + offs_c[None, :]
     dy = tl.load(dout + rows, mask=mask, other=0.0).to(tl.float32)

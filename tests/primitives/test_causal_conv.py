@@ -8,21 +8,19 @@ the naive Mamba2 module's conv: ``F.conv1d`` with W - 1 zeros of padding, cut to
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
+from primitives.model import ModelConfig
+from tests.primitives.kernel_checks import (
+    HAS_TRITON,
+    assert_same_without_kernel,
+    run_in_interpreter,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 # (K, B, T, C, W): several tiles of tokens, T shorter than W, one token, channels not a
 # multiple of the channel block, W other than Mamba2's 4
 SHAPES = [
@@ -83,13 +81,7 @@ def interpreter_check() -> None:
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.timeout(300)
 def test_kernel_matches_reference_in_triton_interpreter() -> None:
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    code = "from tests.primitives.test_causal_conv import interpreter_check as c; c()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(proc.stdout.splitlines()) == len(SHAPES)
+    run_in_interpreter("tests.primitives.test_causal_conv", len(SHAPES))
 
 
 def test_supported_devices(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,23 +114,8 @@ def test_kernel_matches_reference_on_gpu(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_mamba_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fused evaluator's Mamba2 through the kernel == through shifted products (fp32)."""
-    import primitives.fused as fused
-    from primitives.model import ModelConfig
-
     shape = {"d_model": 128, "n_heads": 16, "d_state": 16, "headdim": 32, "chunk_size": 128}
     cfg = ModelConfig(layers=("Mb", "M", "Mb", "M"), vocab_size=16, **shape)
-    tokens = torch.randint(0, 16, (4, 127), device="cuda")
-
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2]).cuda()
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
-        return logits.detach(), list(grads)
-
-    with_kernel = run()
-    monkeypatch.setattr(fused, "causal_conv_supported", lambda *a: False)
-    without = run()
-    scale = without[0].abs().max()
-    assert float((with_kernel[0] - without[0]).abs().max() / scale) < 1e-4
-    for a, b in zip(with_kernel[1], without[1], strict=True):
-        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) < 1e-3
+    assert_same_without_kernel(
+        monkeypatch, cfg, "causal_conv_supported", out_tol=1e-4, grad_tol=1e-3
+    )

@@ -9,21 +9,19 @@ the written-out reference: :func:`primitives.attention.apply_rotary` then
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import Tensor
 
 from primitives.attention import apply_rotary, attention_ref, rotary_cos_sin
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
+from primitives.model import ModelConfig
+from tests.primitives.kernel_checks import (
+    HAS_TRITON,
+    assert_same_without_kernel,
+    run_in_interpreter,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 # (N, T, H, G, P): GQA and plain heads, T not a power of two, T = 128, P from 4 to 16
 SHAPES = [
     (3, 37, 4, 2, 8),
@@ -80,13 +78,7 @@ def interpreter_check() -> None:
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.timeout(300)
 def test_kernel_matches_reference_in_triton_interpreter() -> None:
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    code = "from tests.primitives.test_tiny_attention import interpreter_check as c; c()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(proc.stdout.splitlines()) == len(SHAPES)
+    run_in_interpreter("tests.primitives.test_tiny_attention", len(SHAPES))
 
 
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,22 +124,7 @@ def test_kernel_matches_reference_on_gpu(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_model_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fused evaluator's attention through the kernel == through SDPA (fp32, same weights)."""
-    import primitives.fused as fused
-    from primitives.model import ModelConfig
-
     cfg = ModelConfig(layers=("mA", "M", "mA", "M"), vocab_size=16, d_model=128, n_heads=16)
-    tokens = torch.randint(0, 16, (4, 127), device="cuda")
-
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2]).cuda()
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
-        return logits.detach(), list(grads)
-
-    with_kernel = run()
-    monkeypatch.setattr(fused, "tiny_attention_supported", lambda *a: False)
-    without = run()
-    scale = without[0].abs().max()
-    assert float((with_kernel[0] - without[0]).abs().max() / scale) < 5e-3
-    for a, b in zip(with_kernel[1], without[1], strict=True):
-        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) < 2e-2
+    assert_same_without_kernel(
+        monkeypatch, cfg, "tiny_attention_supported", out_tol=5e-3, grad_tol=2e-2
+    )
