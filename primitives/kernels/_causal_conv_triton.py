@@ -15,7 +15,6 @@ dL/db = Σ_t g[t], summed per tile in fp32 and over tiles afterwards.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -23,16 +22,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from primitives.kernels._triton import INTERPRETED, autotuned
+
 _CONFIGS = [triton.Config({"BLOCK_C": c}, num_warps=w) for c in (64, 128, 256) for w in (4, 8)]
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _tuned(fn: Any) -> Any:
-    """Pick the channel block and num_warps by timing (once per shape) on a GPU; in the
-    interpreter a block of 32 channels (launch keyword) exercises the channel mask."""
-    if _INTERPRETED:
-        return fn
-    return triton.autotune(configs=_CONFIGS, key=["T", "C", "W"])(fn)
+# the channel block and num_warps, timed once per shape; in the interpreter a block of 32
+# channels (a launch keyword) exercises the channel mask
+_tuned = autotuned(_CONFIGS, key=["T", "C", "W"])
 
 
 @triton.jit
@@ -144,7 +139,7 @@ def _rows(x: Tensor) -> tuple[Tensor, int]:
 def _blocks(t: int) -> dict[str, int]:
     block_t = min(64, max(16, triton.next_power_of_2(t)))
     args = {"BLOCK_T": block_t}
-    if _INTERPRETED:
+    if INTERPRETED:
         args["BLOCK_C"] = 32
     return args
 

@@ -25,7 +25,6 @@ transpose, measured slower on an H200: 2.93 against 2.34 ms.)
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -33,10 +32,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from primitives.kernels._triton import INTERPRETED, autotuned
+
 LOG2E = 1.4426950408889634
 _CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m in (32, 64, 128) for w in (4, 8)]
-# Triton's CPU interpreter (tests) has no device to time configurations on
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
@@ -46,16 +45,11 @@ def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> lis
     return kept or [triton.Config({"BLOCK_M": block_t}, num_warps=4)]
 
 
-def _tuned(fn: Any) -> Any:
-    """Pick the query block and num_warps by timing (once per shape) on a GPU; in the
-    interpreter use one query block of 32 rows (so the block loop is exercised)."""
-    if _INTERPRETED:
-        return fn
-    return triton.autotune(
-        configs=_CONFIGS,
-        key=["T", "H", "G", "P"],
-        prune_configs_by={"early_config_prune": _prune},
-    )(fn)
+# the query block and num_warps, timed once per shape; in the interpreter one query block of 32
+# rows (a launch keyword, so that the block loop is exercised)
+_tuned = autotuned(
+    _CONFIGS, key=["T", "H", "G", "P"], prune_configs_by={"early_config_prune": _prune}
+)
 
 
 @triton.jit
@@ -228,7 +222,7 @@ def _launch_args(t: int, p: int) -> dict[str, int]:
         "VW": max(16, triton.next_power_of_2(p)),
         "BLOCK_T": _block_t(t),
     }
-    if _INTERPRETED:
+    if INTERPRETED:
         args["BLOCK_M"] = min(32, args["BLOCK_T"])
     return args
 

@@ -15,11 +15,12 @@ switches the kernel off. Triton is imported on first use only.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import torch
 from torch import Tensor
+
+from primitives.kernels._triton import triton_available
 
 __all__ = ["causal_conv_silu", "causal_conv_supported"]
 
@@ -29,7 +30,7 @@ def causal_conv_supported(device: torch.device) -> bool:
     return (
         device.type == "cuda"
         and os.environ.get("AIRA_TRITON_CONV", "1") != "0"
-        and importlib.util.find_spec("triton") is not None
+        and triton_available()
     )
 
 

@@ -14,25 +14,18 @@ Scope: CUDA tensors, T <= 128, an even head dimension P <= 16, any GQA ratio. Ca
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import torch
 from torch import Tensor
 
 from primitives.attention import rotary_cos_sin
+from primitives.kernels._triton import triton_available
 
 __all__ = ["MAX_SEQ_LEN", "tiny_attention", "tiny_attention_supported"]
 
 MAX_SEQ_LEN = 128
 MAX_HEAD_DIM = 16
-_TRITON: list[bool] = []
-
-
-def _triton_available() -> bool:
-    if not _TRITON:
-        _TRITON.append(importlib.util.find_spec("triton") is not None)
-    return _TRITON[0]
 
 
 def tiny_attention_supported(seq_len: int, head_dim: int, device: torch.device) -> bool:
@@ -44,7 +37,7 @@ def tiny_attention_supported(seq_len: int, head_dim: int, device: torch.device) 
         and seq_len <= MAX_SEQ_LEN
         and head_dim % 2 == 0
         and head_dim <= MAX_HEAD_DIM
-        and _triton_available()
+        and triton_available()
     )
 
 

@@ -3,7 +3,6 @@ giving the same model with and without one kernel (GPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,10 +13,11 @@ import torch
 from torch import Tensor
 
 import primitives.fused as fused
+from primitives.kernels._triton import triton_available
 from primitives.model import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+HAS_TRITON = triton_available()
 
 
 def run_in_interpreter(module: str, n_lines: int) -> None:
