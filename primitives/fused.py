@@ -263,7 +263,7 @@ class _StackedMamba(_StackedMixer):
             else min(c.chunk_size, max(16, 1 << (t - 1).bit_length()))
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
-        conv = causal_conv_supported(x.device)
+        conv = causal_conv_supported(x.device, c.d_conv)
         return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, one_chunk)
 
     @staticmethod

@@ -10,7 +10,8 @@ Forward: out = silu(pre), pre[t] = b + Σ_j w_j · x[t - (W - 1 - j)].
 Backward, two passes: g = dL/dpre = dout · silu'(pre) (pre recomputed), stored in x's dtype;
 then dL/dx[t] = Σ_j w_j · g[t + (W - 1 - j)], the conv transposed, which has every shifted g
 tile at hand for the weight and bias gradients: dL/dw_j = Σ_t g[t + (W - 1 - j)] · x[t] and
-dL/db = Σ_t g[t], summed per tile in fp32 and over tiles afterwards.
+dL/db = Σ_t g[t]. Its programs walk whole sequences, so these sums accumulate per thread (fp32)
+and are reduced across threads once per sequence, then over sequences afterwards.
 """
 
 from __future__ import annotations
@@ -92,38 +93,76 @@ def _pre_grad_kernel(
     tl.store(g_ptr + rows, g.to(g_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _shifted(src, offs_t, offs_c, c_ok, T, C, shift):  # pragma: no cover - Triton
+    """src[t + shift] as fp32, zero past the sequence: (tokens, channels)."""
+    ok = (offs_t + shift < T)[:, None] & c_ok[None, :]
+    ptr = src + (offs_t + shift)[:, None] * C + offs_c[None, :]
+    return tl.load(ptr, mask=ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _tap(w_ptr, wrow, c_ok, shift, W: tl.constexpr):  # pragma: no cover - Triton
+    """The tap that multiplies g[t + shift] in dL/dx[t], as a (1, channels) fp32 row."""
+    tap = tl.load(w_ptr + wrow + (W - 1 - shift), mask=c_ok, other=0.0)
+    return tap.to(tl.float32)[None, :]
+
+
 @_tuned
 @triton.jit
 def _dx_kernel(
     g_ptr, x, w_ptr, dx, dw_part, db_part,
-    T, B, C, s_x, n_tiles,
-    W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    T, B, C, s_x,
+    W: tl.constexpr, SEQ: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
+    # One program walks a whole sequence for a block of channels, so the weight and bias sums
+    # accumulate per thread and are reduced across threads once, at the end. Accumulators are
+    # named by shift: dL/dw_(W-1-s) = Σ_t g[t + s] · x[t]. W <= 4 (the caller checks).
     n = tl.program_id(0)
-    tile = tl.program_id(1)
-    offs_t = tile * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    k = n // B
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = offs_c < C
-    mask = (offs_t < T)[:, None] & c_ok[None, :]
     row0 = n.to(tl.int64) * T
     g_seq = g_ptr + row0 * C
-    xt = tl.load(x + row0 * s_x + offs_t[:, None] * s_x + offs_c[None, :], mask=mask, other=0.0)
-    xt = xt.to(tl.float32)
-    part = (n * n_tiles + tile) * W  # this tile's rows of the (.., W, C) partial sums
-    acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
-    for j in tl.static_range(W):
-        src_t = offs_t + (W - 1 - j)
-        ok = (src_t < T)[:, None] & c_ok[None, :]
-        tap = tl.load(w_ptr + (k * C + offs_c) * W + j, mask=c_ok, other=0.0).to(tl.float32)
-        gj = tl.load(g_seq + src_t[:, None] * C + offs_c[None, :], mask=ok, other=0.0)
-        gj = gj.to(tl.float32)
-        acc += gj * tap[None, :]
-        tl.store(dw_part + (part + j) * C + offs_c, tl.sum(gj * xt, axis=0), mask=c_ok)
-        if j == W - 1:  # the unshifted tap: g itself
-            tl.store(db_part + (part // W) * C + offs_c, tl.sum(gj, axis=0), mask=c_ok)
-    ptr = dx + row0 * C + offs_t[:, None] * C + offs_c[None, :]
-    tl.store(ptr, acc.to(dx.dtype.element_ty), mask=mask)
+    wrow = ((n // B) * C + offs_c) * W
+    sum0 = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    sum1 = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    sum2 = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    sum3 = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    sum_g = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    for t0 in range(0, SEQ, BLOCK_T):  # SEQ: T rounded up to a power of two
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        mask = (offs_t < T)[:, None] & c_ok[None, :]
+        xt = tl.load(
+            x + row0 * s_x + offs_t[:, None] * s_x + offs_c[None, :], mask=mask, other=0.0
+        )
+        xt = xt.to(tl.float32)
+        g = _shifted(g_seq, offs_t, offs_c, c_ok, T, C, 0)
+        sum_g += g
+        sum0 += g * xt
+        acc = g * _tap(w_ptr, wrow, c_ok, 0, W)
+        if W > 1:
+            g = _shifted(g_seq, offs_t, offs_c, c_ok, T, C, 1)
+            sum1 += g * xt
+            acc += g * _tap(w_ptr, wrow, c_ok, 1, W)
+        if W > 2:
+            g = _shifted(g_seq, offs_t, offs_c, c_ok, T, C, 2)
+            sum2 += g * xt
+            acc += g * _tap(w_ptr, wrow, c_ok, 2, W)
+        if W > 3:
+            g = _shifted(g_seq, offs_t, offs_c, c_ok, T, C, 3)
+            sum3 += g * xt
+            acc += g * _tap(w_ptr, wrow, c_ok, 3, W)
+        ptr = dx + row0 * C + offs_t[:, None] * C + offs_c[None, :]
+        tl.store(ptr, acc.to(dx.dtype.element_ty), mask=mask)
+    part = n * W + (W - 1)  # row of tap W - 1 (shift 0) in the (.., W, C) partial sums
+    tl.store(dw_part + part * C + offs_c, tl.sum(sum0, axis=0), mask=c_ok)
+    if W > 1:
+        tl.store(dw_part + (part - 1) * C + offs_c, tl.sum(sum1, axis=0), mask=c_ok)
+    if W > 2:
+        tl.store(dw_part + (part - 2) * C + offs_c, tl.sum(sum2, axis=0), mask=c_ok)
+    if W > 3:
+        tl.store(dw_part + (part - 3) * C + offs_c, tl.sum(sum3, axis=0), mask=c_ok)
+    tl.store(db_part + n * C + offs_c, tl.sum(sum_g, axis=0), mask=c_ok)
 
 
 def _rows(x: Tensor) -> tuple[Tensor, int]:
@@ -180,14 +219,29 @@ def causal_conv_silu_bwd(
     x, s_x = _rows(x)
     dout = dout.contiguous()
     blocks = _blocks(t)
-    n_tiles = triton.cdiv(t, blocks["BLOCK_T"])
+    channels = {"BLOCK_C": blocks["BLOCK_C"]} if _INTERPRETED else {}
     grid = _grid(k * b, t, c, blocks["BLOCK_T"])
     g = torch.empty(k, b, t, c, device=x.device, dtype=x.dtype)
     _pre_grad_kernel[grid](x, weight, bias, dout, g, t, b, c, s_x, W=w, **blocks)
     dx = torch.empty_like(g)
-    dw_part = torch.empty(k, b * n_tiles, w, c, device=x.device, dtype=torch.float32)
-    db_part = torch.empty(k, b * n_tiles, c, device=x.device, dtype=torch.float32)
-    _dx_kernel[grid](g, x, weight, dx, dw_part, db_part, t, b, c, s_x, n_tiles, W=w, **blocks)
+    dw_part = torch.empty(k, b, w, c, device=x.device, dtype=torch.float32)
+    db_part = torch.empty(k, b, c, device=x.device, dtype=torch.float32)
+    _dx_kernel[lambda meta: (k * b, triton.cdiv(c, meta["BLOCK_C"]))](
+        g,
+        x,
+        weight,
+        dx,
+        dw_part,
+        db_part,
+        t,
+        b,
+        c,
+        s_x,
+        W=w,
+        SEQ=max(16, triton.next_power_of_2(t)),
+        BLOCK_T=16,
+        **channels,
+    )
     dw = dw_part.sum(1).transpose(1, 2).to(weight.dtype)  # (K, C, W)
     return dx, dw.contiguous(), db_part.sum(1).to(bias.dtype)
 

@@ -9,8 +9,9 @@ backward two: one forms dL/d(pre-activation) with the per-sequence partial sums 
 and bias gradients, one applies the transposed conv for dL/dx.
 
 Scope: CUDA tensors whose channels are contiguous (rows may be strided, as in a slice of the
-in_proj output), any W. Callers check :func:`causal_conv_supported`; ``AIRA_TRITON_CONV=0``
-switches the kernel off. Triton is imported on first use only.
+in_proj output), W <= 4 taps (Mamba2's default is 4). Callers check
+:func:`causal_conv_supported`; ``AIRA_TRITON_CONV=0`` switches the kernel off. Triton is
+imported on first use only.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from torch import Tensor
 
 from primitives.kernels._triton import triton_available
 
-__all__ = ["causal_conv_silu", "causal_conv_supported"]
+__all__ = ["MAX_TAPS", "causal_conv_silu", "causal_conv_supported"]
+
+MAX_TAPS = 4
 
 
-def causal_conv_supported(device: torch.device) -> bool:
-    """Whether :func:`causal_conv_silu` runs on this device."""
+def causal_conv_supported(device: torch.device, taps: int) -> bool:
+    """Whether :func:`causal_conv_silu` runs a conv of ``taps`` taps on this device."""
     return (
         device.type == "cuda"
+        and 1 <= taps <= MAX_TAPS
         and os.environ.get("AIRA_TRITON_CONV", "1") != "0"
         and triton_available()
     )
@@ -51,6 +55,8 @@ def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
             f"weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not match "
             f"x {tuple(x.shape)}: expected (K, C, W) and (K, C)"
         )
+    if not 1 <= weight.shape[-1] <= MAX_TAPS:
+        raise ValueError(f"{weight.shape[-1]} taps: the kernel takes 1 to {MAX_TAPS}")
     from primitives.kernels._causal_conv_triton import causal_conv_silu_fwd
 
     y = causal_conv_silu_fwd(x, weight.contiguous(), bias.contiguous())

@@ -86,16 +86,19 @@ def test_kernel_matches_reference_in_triton_interpreter() -> None:
 
 def test_supported_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda = torch.device("cuda")
-    assert not causal_conv_supported(torch.device("cpu"))
-    assert causal_conv_supported(cuda) == HAS_TRITON
+    assert not causal_conv_supported(torch.device("cpu"), 4)
+    assert causal_conv_supported(cuda, 4) == HAS_TRITON
+    assert not causal_conv_supported(cuda, 5)  # more taps than the kernel unrolls
     monkeypatch.setenv("AIRA_TRITON_CONV", "0")
-    assert not causal_conv_supported(cuda)
+    assert not causal_conv_supported(cuda, 4)
 
 
 def test_mismatched_taps_are_named() -> None:
     x = torch.zeros(2, 1, 4, 8)
     with pytest.raises(ValueError, match=r"weight \(2, 6, 4\) and bias \(2, 8\) do not match"):
         causal_conv_silu(x, torch.zeros(2, 6, 4), torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="5 taps: the kernel takes 1 to 4"):
+        causal_conv_silu(x, torch.zeros(2, 8, 5), torch.zeros(2, 8))
 
 
 @pytest.mark.gpu
