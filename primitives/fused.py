@@ -332,9 +332,11 @@ def _mamba_in(
     eps, e, c, w, conv_kernel = cst[0], cst[5], cst[6], cst[7], cst[11]
     u = _rms(x_in, norm, eps)  # (K, B, T, D)
     t = u.shape[2]
-    # two products, so that the rows of z and xbc start at multiples of 16 elements (with
-    # dt's H channels appended, compiled kernels could not vectorise their loads)
-    z, xbc = torch.split(_bmm_t(u, in_proj[:, : e + c]), [e, c], dim=-1)  # (K, B, T, E), (.., C)
+    # three products: z, xbc and dt each contiguous, so their rows start aligned (with dt's H
+    # channels appended, compiled kernels could not vectorise their loads) and the backward pass
+    # needs no concatenation of their gradients (a copy of the E + C channels of every token)
+    z = _bmm_t(u, in_proj[:, :e])  # (K, B, T, E)
+    xbc = _bmm_t(u, in_proj[:, e : e + c])  # (K, B, T, C)
     dt = _bmm_t(u, in_proj[:, e + c :])  # (K, B, T, H)
     if conv_kernel:  # one pass forward, two backward (Triton)
         return causal_conv_silu(xbc, conv_w[:, :, 0, :], conv_b), dt, z
