@@ -22,13 +22,15 @@ from tests.primitives.kernel_checks import (
 )
 
 # (K, B, T, C, W): several tiles of tokens, T shorter than W, one token, channels not a
-# multiple of the channel block, W other than Mamba2's 4
+# multiple of the channel block, every W the kernel takes besides Mamba2's 4
 SHAPES = [
     (2, 3, 37, 40, 4),
     (1, 1, 70, 33, 4),
     (1, 2, 3, 16, 4),
     (2, 1, 1, 8, 4),
+    (1, 2, 9, 24, 3),
     (1, 2, 9, 24, 2),
+    (1, 1, 5, 8, 1),
 ]
 
 
