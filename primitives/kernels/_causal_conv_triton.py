@@ -219,7 +219,7 @@ def causal_conv_silu_bwd(
     x, s_x = _rows(x)
     dout = dout.contiguous()
     blocks = _blocks(t)
-    channels = {"BLOCK_C": blocks["BLOCK_C"]} if _INTERPRETED else {}
+    channels = {"BLOCK_C": blocks["BLOCK_C"]} if INTERPRETED else {}
     grid = _grid(k * b, t, c, blocks["BLOCK_T"])
     g = torch.empty(k, b, t, c, device=x.device, dtype=x.dtype)
     _pre_grad_kernel[grid](x, weight, bias, dout, g, t, b, c, s_x, W=w, **blocks)
