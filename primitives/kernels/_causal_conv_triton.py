@@ -11,7 +11,9 @@ Backward, two passes: g = dL/dpre = dout · silu'(pre) (pre recomputed), stored 
 then dL/dx[t] = Σ_j w_j · g[t + (W - 1 - j)], the conv transposed, which has every shifted g
 tile at hand for the weight and bias gradients: dL/dw_j = Σ_t g[t + (W - 1 - j)] · x[t] and
 dL/db = Σ_t g[t]. Its programs walk whole sequences, so these sums accumulate per thread (fp32)
-and are reduced across threads once per sequence, then over sequences afterwards.
+and are reduced across threads once per sequence, then over sequences afterwards. (One pass
+that recomputes the W shifted g tiles instead of storing g measured slower on an H200: 2.26
+against 1.54 ms per layer at the proxy's shape.)
 """
 
 from __future__ import annotations
