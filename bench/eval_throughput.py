@@ -431,10 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     sets = st.sets()
     wanted = {"all": list(sets), "none": []}.get(args.sets, args.sets.split(","))
+    # the kernels' off switches (AIRA_TINY_ATTENTION=0, ...) as they were for this run
+    switches = {k: v for k, v in sorted(os.environ.items()) if k.startswith("AIRA_")}
     print(
         f"eval throughput on {card} (torch {torch.__version__}), fidelity {st.fid.name}, "
         f"S_eval {_steps_per_eval(st)} steps, fused bf16 {st.bf16}, mamba-ssm {_mamba_ssm()}, "
-        f"modes {modes}",
+        f"modes {modes}, switches {switches or 'none'}",
         flush=True,
     )
     report: dict[str, Any] = {
@@ -454,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "bf16_peak_flops": _peak(card),
         "fused_bf16": st.bf16,
         "mamba_ssm": _mamba_ssm(),
+        "switches": switches,
         "throughput": [],
         "parity": [],
     }

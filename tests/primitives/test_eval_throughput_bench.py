@@ -8,6 +8,7 @@ rounding, so the parity gap must be ~0 and every arrangement within its seed spr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(240)
 def test_tiny_cpu_run_writes_rows_and_parity(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRA_")}
+    env["AIRA_TRITON_CONV"] = "0"  # a kernel switch (no effect on the CPU)
     proc = subprocess.run(
         [
             sys.executable,
@@ -34,6 +37,7 @@ def test_tiny_cpu_run_writes_rows_and_parity(tmp_path: Path) -> None:
             str(tmp_path),
         ],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=230,
@@ -41,6 +45,7 @@ def test_tiny_cpu_run_writes_rows_and_parity(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = tmp_path.glob("eval_throughput-tiny-*.json")
     report = json.loads(path.read_text())
+    assert report["switches"] == {"AIRA_TRITON_CONV": "0"}  # recorded with the figures
     rows = report["throughput"]
     assert [r["label"] for r in rows] == ["(mA M)x2", "random3"]
     for row in rows:
