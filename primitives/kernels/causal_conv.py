@@ -5,8 +5,8 @@ own sequence: out[t, c] = silu(b[c] + Σ_j w[c, j] · x[t - (W - 1 - j), c]), ze
 sequence. Written as W shifted products, ``torch.compile`` made it three elementwise and
 reduction kernels that ran at about a quarter of the memory bandwidth (a third of the Mamba2
 step in the H200 profile in bench/results). Here the forward is one pass over x, and the
-backward two: one forms dL/d(pre-activation) with the per-sequence partial sums of the weight
-and bias gradients, one applies the transposed conv for dL/dx.
+backward two: one forms dL/d(pre-activation), one applies the transposed conv for dL/dx and,
+walking whole sequences, sums the weight and bias gradients per sequence.
 
 Scope: CUDA tensors whose channels are contiguous (rows may be strided, as in a slice of the
 in_proj output), W <= 4 taps (Mamba2's default is 4). Callers check
