@@ -57,6 +57,7 @@ from primitives.evaluator import (
     _resolve,
 )
 from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
+from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
 from primitives.mamba2 import gated_rms_norm, ssd_chunked, ssd_one_chunk
@@ -206,12 +207,22 @@ class _StackedMLP(_StackedMixer):
         return (self.w13, self.w2)
 
     def consts(self, x: Tensor) -> tuple[Any, ...]:
-        return (self.eps,)
+        # the Triton kernels' dtype (autocast's, which the products would take), or None
+        kernel = swiglu_supported(x.device, x.shape[-1])
+        autocast = torch.is_autocast_enabled(x.device.type)
+        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        return (self.eps, dtype if kernel else None)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
         norm, w13, w2 = prm
-        x = _rms(x_in, norm, cst[0])  # (K, B, T, D)
+        eps, kernel_dtype = cst
+        x = _rms(x_in, norm, eps)  # (K, B, T, D)
+        if kernel_dtype is not None:  # gate and up stay in registers (Triton)
+            k, b, t, d = x.shape
+            rows = x.reshape(k, b * t, d).to(kernel_dtype)
+            y = swiglu_mlp(rows, w13.to(kernel_dtype), w2.to(kernel_dtype))  # (K, B·T, D)
+            return x_in + y.view(k, b, t, d)
         gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
         return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
 

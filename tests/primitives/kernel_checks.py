@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HAS_TRITON = triton_available()
 
 
-def run_in_interpreter(module: str, n_lines: int) -> None:
-    """Run ``module.interpreter_check()`` under ``TRITON_INTERPRET=1`` (read when kernels are
-    defined, hence a fresh subprocess) and expect one printed line per checked shape."""
+def run_in_interpreter(module: str, n_lines: int, check: str = "interpreter_check") -> None:
+    """Run ``module.<check>()`` under ``TRITON_INTERPRET=1`` (read when kernels are defined,
+    hence a fresh subprocess) and expect one printed line per checked shape."""
     env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    code = f"from {module} import interpreter_check as c; c()"
+    code = f"from {module} import {check} as c; c()"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
