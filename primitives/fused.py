@@ -57,6 +57,7 @@ from primitives.evaluator import (
     _resolve,
 )
 from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
+from primitives.kernels.ssd import ssd_supported, ssd_xbc
 from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
@@ -275,7 +276,8 @@ class _StackedMamba(_StackedMixer):
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
         conv = causal_conv_supported(x.device, c.d_conv)
-        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, one_chunk)
+        ssd = one_chunk and ssd_supported(x.device, t, c.headdim, c.d_state)
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, ssd, one_chunk)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
@@ -285,12 +287,16 @@ class _StackedMamba(_StackedMixer):
         h, p, g, n, e = cst[1:6]
         xbc, dt, z = _mamba_in(x_in, prm, cst)  # (K, B, T, C), (K, B, T, H), (K, B, T, E)
         k, b, t, _ = xbc.shape
-        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
         step = F.softplus(dt.float() + dt_bias.float()[:, None, None, :])  # (K, B, T, H)
+        a = -torch.exp(a_log.float())  # (K, H)
+        if cst[12]:  # the (T, T) intermediates stay in registers (Triton)
+            y = ssd_xbc(xbc, step, a, d_skip, heads=h, groups=g, d_state=n)  # (K, B, T, E)
+            return _mamba_out(x_in, y, z, prm, cst)
+        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
         y = ssd_one_chunk(
             x.reshape(k, b, t, h, p),
             step,
-            -torch.exp(a_log.float())[:, None, :],  # A (K, 1, H)
+            a[:, None, :],  # A (K, 1, H)
             bmat.reshape(k, b, t, g, n),
             cmat.reshape(k, b, t, g, n),
             D=d_skip[:, None, :],  # (K, 1, H)
