@@ -5,8 +5,8 @@ Layout: xbc (K, B, T, C) is the conv output of the fused Mamba2 block, C = H·P 
 bias; A and D are (K, H). Sequence n = k·B + b of candidate k. y and dy are (K, B, T, H·P).
 
 One program owns one (sequence, group) pair and the whole sequence (T <= 128), as the tiny
-attention kernels do: cb = C Bᵀ (T, T) is formed once and stays in registers while the program
-walks the group's heads. Per head, with cs the cumulative sum of dt·A:
+attention kernels do: cb = C Bᵀ (T, T) is formed once and stays in registers (in the inputs'
+dtype, as the batched product would store it) while the program walks the group's heads. Per head, with cs the cumulative sum of dt·A:
 
 - forward: decay[t, s] = exp(cs_t - cs_s) for s <= t (0 above the diagonal), y = (cb ∘ decay)
   (x ∘ dt) + D·x;
@@ -44,12 +44,13 @@ def _rows(ptr, offs_t, t_ok, col0, offs_c, c_ok, C: tl.constexpr):  # pragma: no
 def _group_cb(xbc_n, g, offs_t, t_ok, E: tl.constexpr, C: tl.constexpr, G: tl.constexpr,
               N: tl.constexpr, NP: tl.constexpr,
               PREC: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """The group's B and C rows (tokens, NP) and cb = C Bᵀ (tokens, tokens) fp32."""
+    """The group's B and C rows (tokens, NP) and cb = C Bᵀ (tokens, tokens), rounded to their
+    dtype as the batched product's output is (and half the registers in bf16)."""
     offs_n = tl.arange(0, NP)
     n_ok = offs_n < N
     bm = _rows(xbc_n, offs_t, t_ok, E + g * N, offs_n, n_ok, C)
     cm = _rows(xbc_n, offs_t, t_ok, E + G * N + g * N, offs_n, n_ok, C)
-    return bm, cm, tl.dot(cm, tl.trans(bm), input_precision=PREC)
+    return bm, cm, tl.dot(cm, tl.trans(bm), input_precision=PREC).to(bm.dtype)
 
 
 @triton.jit
