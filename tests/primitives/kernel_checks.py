@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from torch import Tensor
 
@@ -32,29 +31,39 @@ def run_in_interpreter(module: str, n_lines: int, check: str = "interpreter_chec
     assert len(proc.stdout.splitlines()) == n_lines
 
 
-def assert_same_without_kernel(
-    monkeypatch: pytest.MonkeyPatch,
-    cfg: ModelConfig,
-    switch: str,
-    *,
-    out_tol: float,
-    grad_tol: float,
-) -> None:
-    """Logits and parameter gradients of three fused candidates of ``cfg`` (fp32, CUDA, seeds
-    0-2) agree, relative to their largest entries, when ``primitives.fused.<switch>`` (the
-    check that picks the kernel) says no."""
-    tokens = torch.randint(0, cfg.vocab_size, (4, 127), device="cuda")
+def relative_error(a: Tensor, ref: Tensor) -> float:
+    """max |a - ref| over max |ref|."""
+    return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2]).cuda()
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
+
+def fused_differences(cfg: ModelConfig, switch: str, tokens: Tensor) -> list[float]:
+    """Relative max differences (to the largest entry) of the logits and of every parameter
+    gradient of three fused candidates of ``cfg`` (fp32, seeds 0-2, on the tokens' device) with
+    ``primitives.fused.<switch>``, the check that picks a kernel, forced on against forced off.
+    Forcing it on lets Triton's interpreter run the kernel on CPU tensors."""
+
+    def run(on: bool) -> tuple[Tensor, list[Tensor]]:
+        check = getattr(fused, switch)
+        setattr(fused, switch, lambda *args: on)
+        try:
+            model = fused.fused_models([cfg] * 3, [0, 1, 2]).to(tokens.device)
+            logits = model(tokens)  # (K, B, T, V)
+            grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
+        finally:
+            setattr(fused, switch, check)
         return logits.detach(), list(grads)
 
-    with_kernel = run()
-    monkeypatch.setattr(fused, switch, lambda *a: False)
-    without = run()
-    scale = without[0].abs().max()
-    assert float((with_kernel[0] - without[0]).abs().max() / scale) < out_tol
-    for a, b in zip(with_kernel[1], without[1], strict=True):
-        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) < grad_tol
+    (out, grads), (ref, ref_grads) = run(True), run(False)
+    pairs = [(out, ref), *zip(grads, ref_grads, strict=True)]
+    return [relative_error(a, b) for a, b in pairs]
+
+
+def assert_same_without_kernel(
+    cfg: ModelConfig, switch: str, *, out_tol: float, grad_tol: float
+) -> None:
+    """:func:`fused_differences` on CUDA for a batch of 4 sequences of 127 tokens: logits within
+    ``out_tol``, gradients within ``grad_tol``."""
+    tokens = torch.randint(0, cfg.vocab_size, (4, 127), device="cuda")
+    out_error, *grad_errors = fused_differences(cfg, switch, tokens)
+    assert out_error < out_tol
+    assert max(grad_errors) < grad_tol, grad_errors

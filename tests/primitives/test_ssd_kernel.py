@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import primitives.fused as fused
 from primitives.kernels.ssd import ssd_supported, ssd_xbc
 from primitives.mamba2 import ssd_one_chunk
 from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    fused_differences,
+    relative_error,
     run_in_interpreter,
 )
 
@@ -73,11 +74,7 @@ def max_errors(shape: tuple[int, ...], device: str, dtype: torch.dtype) -> list[
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
     pairs = zip((y, *grads), (y_ref, *ref_grads), strict=True)
-    return [rel(a.detach().float(), r.detach()) for a, r in pairs]
-
-
-def rel(a: Tensor, r: Tensor) -> float:
-    return float((a - r).abs().max() / r.abs().max().clamp_min(1e-12))
+    return [relative_error(a.detach().float(), r.detach()) for a, r in pairs]
 
 
 def interpreter_check() -> None:
@@ -95,22 +92,7 @@ def fused_interpreter_check() -> None:
     shape = {"d_model": 32, "d_state": 16, "headdim": 16, "chunk_size": 64}
     cfg = ModelConfig(layers=("Mb", "M"), vocab_size=16, **shape)
     tokens = torch.randint(0, cfg.vocab_size, (3, 21), generator=torch.Generator().manual_seed(0))
-
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2])
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
-        return logits.detach(), list(grads)
-
-    supported = fused.ssd_supported
-    fused.ssd_supported = lambda *args: True  # the interpreter runs CPU tensors
-    try:
-        with_kernel = run()
-    finally:
-        fused.ssd_supported = supported
-    without = run()
-    errors = [rel(with_kernel[0], without[0])]
-    errors += [rel(a, b) for a, b in zip(with_kernel[1], without[1], strict=True)]
+    errors = fused_differences(cfg, "ssd_supported", tokens)
     assert max(errors) < 1e-5, errors
     print(f"fused (Mb M) x3: {len(errors)} tensors, max relative error {max(errors):.1e}")
 
@@ -162,8 +144,8 @@ def test_kernels_match_reference_on_gpu(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fused_mamba_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_mamba_same_with_and_without_kernel() -> None:
     """The fused evaluator's one-chunk Mamba2 through the kernels == through products (fp32)."""
     shape = {"d_model": 128, "n_heads": 16, "d_state": 16, "headdim": 32, "chunk_size": 128}
     cfg = ModelConfig(layers=("Mb", "M", "Mb", "M"), vocab_size=16, **shape)
-    assert_same_without_kernel(monkeypatch, cfg, "ssd_supported", out_tol=1e-4, grad_tol=1e-3)
+    assert_same_without_kernel(cfg, "ssd_supported", out_tol=1e-4, grad_tol=1e-3)

@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import primitives.fused as fused
 from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
 from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    fused_differences,
+    relative_error,
     run_in_interpreter,
 )
 
@@ -61,7 +62,7 @@ def max_errors(shape: tuple[int, ...], device: str, dtype: torch.dtype) -> list[
         torch.backends.cuda.matmul.allow_tf32 = prev
 
     pairs = zip((y, *grads), (y_ref, *ref_grads), strict=True)
-    return [rel(a.detach().float(), r.detach()) for a, r in pairs]
+    return [relative_error(a.detach().float(), r.detach()) for a, r in pairs]
 
 
 def interpreter_check() -> None:
@@ -78,28 +79,9 @@ def fused_interpreter_check() -> None:
     products (fp32), so the fused block's reshapes, casts and autograd are right."""
     cfg = ModelConfig(layers=("mA", "M", "M"), vocab_size=16, d_model=32, n_heads=4)
     tokens = torch.randint(0, cfg.vocab_size, (3, 21), generator=torch.Generator().manual_seed(0))
-
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2])
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
-        return logits.detach(), list(grads)
-
-    supported = fused.swiglu_supported
-    fused.swiglu_supported = lambda device, width: True  # the interpreter runs CPU tensors
-    try:
-        with_kernel = run()
-    finally:
-        fused.swiglu_supported = supported
-    without = run()
-    errors = [rel(with_kernel[0], without[0])]
-    errors += [rel(a, b) for a, b in zip(with_kernel[1], without[1], strict=True)]
+    errors = fused_differences(cfg, "swiglu_supported", tokens)
     assert max(errors) < 1e-5, errors
     print(f"fused (mA M M) x3: {len(errors)} tensors, max relative error {max(errors):.1e}")
-
-
-def rel(a: Tensor, r: Tensor) -> float:
-    return float((a - r).abs().max() / r.abs().max().clamp_min(1e-12))
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
@@ -149,7 +131,7 @@ def test_kernels_match_reference_on_gpu(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fused_mlp_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_mlp_same_with_and_without_kernel() -> None:
     """The fused evaluator's MLP through the kernels == through batched products (fp32)."""
     cfg = ModelConfig(layers=("mA", "M", "M"), vocab_size=16, d_model=128, n_heads=16)
-    assert_same_without_kernel(monkeypatch, cfg, "swiglu_supported", out_tol=1e-4, grad_tol=1e-3)
+    assert_same_without_kernel(cfg, "swiglu_supported", out_tol=1e-4, grad_tol=1e-3)
