@@ -55,15 +55,30 @@ def _group_cb(xbc_n, g, offs_t, t_ok, E: tl.constexpr, C: tl.constexpr, G: tl.co
 
 
 @triton.jit
-def _head_decay(step_n, a_ptr, k, h, offs_t, t_ok, causal,
-                H: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """Head h's dt (tokens,) fp32, its A, and decay (tokens, tokens) fp32, 0 above the
-    diagonal."""
+def _program(T, B, P: tl.constexpr, TP: tl.constexpr,
+             PP: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """This program's sequence n, group g and candidate k, the sequence's first row (64-bit), the
+    token and head-feature offsets with their masks, and the causal mask (T, T)."""
+    n = tl.program_id(0)
+    offs_t = tl.arange(0, TP)
+    offs_p = tl.arange(0, PP)
+    causal = offs_t[:, None] >= offs_t[None, :]
+    row0 = n.to(tl.int64) * T
+    return n, tl.program_id(1), n // B, row0, offs_t, offs_t < T, offs_p, offs_p < P, causal
+
+
+@triton.jit
+def _head(xbc_n, step_n, a_ptr, k, h, offs_t, t_ok, offs_p, p_ok, causal, H: tl.constexpr,
+          P: tl.constexpr, C: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Head h's dt (T,) fp32, its A, decay (T, T) fp32 (0 above the diagonal), x (T, P) fp32
+    and x ∘ dt in the inputs' dtype."""
     dt_h = tl.load(step_n + offs_t * H + h, mask=t_ok, other=0.0)
     a_h = tl.load(a_ptr + k * H + h)
     cs = tl.cumsum(dt_h * a_h, axis=0)
     decay = tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
-    return dt_h, a_h, decay
+    xm = _rows(xbc_n, offs_t, t_ok, h * P, offs_p, p_ok, C)
+    xf = xm.to(tl.float32)
+    return dt_h, a_h, decay, xf, (xf * dt_h[:, None]).to(xm.dtype)
 
 
 @_tuned
@@ -74,31 +89,22 @@ def _fwd_kernel(
     H: tl.constexpr, P: tl.constexpr, G: tl.constexpr, N: tl.constexpr,
     TP: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    n = tl.program_id(0)
-    g = tl.program_id(1)
-    k = n // B
+    _, g, k, row0, offs_t, t_ok, offs_p, p_ok, causal = _program(T, B, P, TP, PP)
     E = H * P
     C = E + 2 * G * N
-    row0 = n.to(tl.int64) * T
     xbc_n = xbc + row0 * C
     step_n = step + row0 * H
-    y_n = y + row0 * E
-    dt = xbc.dtype.element_ty
-    offs_t = tl.arange(0, TP)
-    offs_p = tl.arange(0, PP)
-    t_ok = offs_t < T
-    p_ok = offs_p < P
-    causal = offs_t[:, None] >= offs_t[None, :]
     _, _, cb = _group_cb(xbc_n, g, offs_t, t_ok, E, C, G, N, NP, PREC)
     for r in range(H // G):
         h = g * (H // G) + r
-        dt_h, _, decay = _head_decay(step_n, a_ptr, k, h, offs_t, t_ok, causal, H)
-        xf = _rows(xbc_n, offs_t, t_ok, h * P, offs_p, p_ok, C).to(tl.float32)
-        xdt = (xf * dt_h[:, None]).to(dt)
-        out = tl.dot((cb * decay).to(dt), xdt, input_precision=PREC)
+        # fmt: off
+        _, _, decay, xf, xdt = _head(xbc_n, step_n, a_ptr, k, h, offs_t, t_ok, offs_p, p_ok,
+                                     causal, H, P, C)
+        # fmt: on
+        out = tl.dot((cb * decay).to(xdt.dtype), xdt, input_precision=PREC)
         out += tl.load(d_ptr + k * H + h) * xf
-        ptr = y_n + offs_t[:, None] * E + (h * P + offs_p)[None, :]
-        tl.store(ptr, out.to(dt), mask=t_ok[:, None] & p_ok[None, :])
+        ptr = y + row0 * E + offs_t[:, None] * E + (h * P + offs_p)[None, :]
+        tl.store(ptr, out.to(xdt.dtype), mask=t_ok[:, None] & p_ok[None, :])
 
 
 @_tuned
@@ -109,31 +115,22 @@ def _bwd_kernel(
     H: tl.constexpr, P: tl.constexpr, G: tl.constexpr, N: tl.constexpr,
     TP: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    n = tl.program_id(0)
-    g = tl.program_id(1)
-    k = n // B
+    n, g, k, row0, offs_t, t_ok, offs_p, p_ok, causal = _program(T, B, P, TP, PP)
     E = H * P
     C = E + 2 * G * N
-    row0 = n.to(tl.int64) * T
     xbc_n = xbc + row0 * C
     dxbc_n = dxbc + row0 * C
     step_n = step + row0 * H
-    dy_n = dy + row0 * E
     dt = xbc.dtype.element_ty
-    offs_t = tl.arange(0, TP)
-    offs_p = tl.arange(0, PP)
-    t_ok = offs_t < T
-    p_ok = offs_p < P
-    tp_ok = t_ok[:, None] & p_ok[None, :]
-    causal = offs_t[:, None] >= offs_t[None, :]
     bm, cm, cb = _group_cb(xbc_n, g, offs_t, t_ok, E, C, G, N, NP, PREC)
     dcb = tl.zeros((TP, TP), dtype=tl.float32)
     for r in range(H // G):
         h = g * (H // G) + r
-        dt_h, a_h, decay = _head_decay(step_n, a_ptr, k, h, offs_t, t_ok, causal, H)
-        xf = _rows(xbc_n, offs_t, t_ok, h * P, offs_p, p_ok, C).to(tl.float32)
-        xdt = (xf * dt_h[:, None]).to(dt)
-        dym = _rows(dy_n, offs_t, t_ok, h * P, offs_p, p_ok, E)
+        # fmt: off
+        dt_h, a_h, decay, xf, xdt = _head(xbc_n, step_n, a_ptr, k, h, offs_t, t_ok, offs_p, p_ok,
+                                          causal, H, P, C)
+        # fmt: on
+        dym = _rows(dy + row0 * E, offs_t, t_ok, h * P, offs_p, p_ok, E)
         d_xdt = tl.dot(tl.trans((cb * decay).to(dt)), dym, input_precision=PREC)  # (T, P)
         ds = tl.dot(dym, tl.trans(xdt), input_precision=PREC)  # (T, T)
         ds_decay = ds * decay
@@ -148,7 +145,7 @@ def _bwd_kernel(
         tl.store(dd_part + n * H + h, tl.sum(tl.sum(dyf * xf, axis=1), axis=0))
         dx = d_xdt * dt_h[:, None] + dyf * tl.load(d_ptr + k * H + h)
         ptr = dxbc_n + offs_t[:, None] * C + (h * P + offs_p)[None, :]
-        tl.store(ptr, dx.to(dt), mask=tp_ok)
+        tl.store(ptr, dx.to(dt), mask=t_ok[:, None] & p_ok[None, :])
     dcb_lo = dcb.to(dt)
     offs_n = tl.arange(0, NP)
     tn_ok = t_ok[:, None] & (offs_n < N)[None, :]

@@ -42,17 +42,43 @@ def _rows_tile(ptr, offs_m, offs_d, m_ok, d_ok, D: tl.constexpr):  # pragma: no 
 
 
 @triton.jit
-def _hidden_tiles(w13, w2, offs_n, offs_d, n_ok, d_ok, D: tl.constexpr,
-                  F: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """Hidden channels ``offs_n`` of one candidate's weights: gate and up rows (BN, DP) and the
-    down-projection columns (DP, BN)."""
+def _row_block(x, M, D: tl.constexpr, DP: tl.constexpr,
+               BLOCK_M: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """This program's candidate k (64-bit), its rows and their mask, the width offsets and
+    their mask, and its rows of x (BLOCK_M, DP)."""
+    k = tl.program_id(1).to(tl.int64)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, DP)
+    m_ok = offs_m < M
+    d_ok = offs_d < D
+    return k, offs_m, m_ok, offs_d, d_ok, _rows_tile(x + k * M * D, offs_m, offs_d, m_ok, d_ok, D)
+
+
+@triton.jit
+def _gate_up(xt, w13_k, w2_k, n0, offs_d, d_ok, D: tl.constexpr, F: tl.constexpr,
+             BLOCK_N: tl.constexpr, PREC: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Hidden channels n0 .. n0 + BLOCK_N of one candidate: their offsets and mask, its gate and
+    up rows (BLOCK_N, DP) and down-projection columns (DP, BLOCK_N), and g = x w1ᵀ, u = x w3ᵀ
+    (rows, BLOCK_N) fp32."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < F
     w_ok = n_ok[:, None] & d_ok[None, :]
-    w1 = tl.load(w13 + offs_n[:, None] * D + offs_d[None, :], mask=w_ok, other=0.0)
-    w3 = tl.load(w13 + (F + offs_n)[:, None] * D + offs_d[None, :], mask=w_ok, other=0.0)
+    w1 = tl.load(w13_k + offs_n[:, None] * D + offs_d[None, :], mask=w_ok, other=0.0)
+    w3 = tl.load(w13_k + (F + offs_n)[:, None] * D + offs_d[None, :], mask=w_ok, other=0.0)
     w2t = tl.load(
-        w2 + offs_d[:, None] * F + offs_n[None, :], mask=d_ok[:, None] & n_ok[None, :], other=0.0
+        w2_k + offs_d[:, None] * F + offs_n[None, :], mask=d_ok[:, None] & n_ok[None, :], other=0.0
     )
-    return w1, w3, w2t
+    g = tl.dot(xt, tl.trans(w1), input_precision=PREC)
+    u = tl.dot(xt, tl.trans(w3), input_precision=PREC)
+    return offs_n, n_ok, w1, w3, w2t, g, u
+
+
+@triton.jit
+def _store_rows(ptr, val, offs_m, m_ok, offs_d, d_ok,
+                D: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Store (rows, DP) into rows ``offs_m`` of a (M, D) matrix."""
+    mask = m_ok[:, None] & d_ok[None, :]
+    tl.store(ptr + offs_m[:, None] * D + offs_d[None, :], val.to(ptr.dtype.element_ty), mask=mask)
 
 
 @_tuned
@@ -63,29 +89,21 @@ def _fwd_kernel(
     D: tl.constexpr, DP: tl.constexpr, F: tl.constexpr, PREC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    k = tl.program_id(1).to(tl.int64)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, DP)
-    m_ok = offs_m < M
-    d_ok = offs_d < D
-    dt = x.dtype.element_ty
-    xt = _rows_tile(x + k * M * D, offs_m, offs_d, m_ok, d_ok, D)
+    k, offs_m, m_ok, offs_d, d_ok, xt = _row_block(x, M, D, DP, BLOCK_M)
     w13_k = w13 + k * 2 * F * D
     w2_k = w2 + k * D * F
     act_k = act + k * M * F
     acc = tl.zeros((BLOCK_M, DP), dtype=tl.float32)
     for n0 in range(0, F, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < F
-        w1, w3, w2t = _hidden_tiles(w13_k, w2_k, offs_n, offs_d, n_ok, d_ok, D, F)
-        g = tl.dot(xt, tl.trans(w1), input_precision=PREC)  # (BLOCK_M, BLOCK_N) fp32
-        u = tl.dot(xt, tl.trans(w3), input_precision=PREC)
-        a = (g * tl.sigmoid(g) * u).to(dt)
+        # fmt: off
+        offs_n, n_ok, _, _, w2t, g, u = _gate_up(xt, w13_k, w2_k, n0, offs_d, d_ok, D, F,
+                                                 BLOCK_N, PREC)
+        # fmt: on
+        a = (g * tl.sigmoid(g) * u).to(x.dtype.element_ty)
         a_ptr = act_k + offs_m[:, None] * F + offs_n[None, :]
         tl.store(a_ptr, a, mask=m_ok[:, None] & n_ok[None, :])
         acc += tl.dot(a, tl.trans(w2t), input_precision=PREC)
-    y_ptr = y + k * M * D + offs_m[:, None] * D + offs_d[None, :]
-    tl.store(y_ptr, acc.to(dt), mask=m_ok[:, None] & d_ok[None, :])
+    _store_rows(y + k * M * D, acc, offs_m, m_ok, offs_d, d_ok, D)
 
 
 @_tuned
@@ -96,24 +114,18 @@ def _bwd_kernel(
     D: tl.constexpr, DP: tl.constexpr, F: tl.constexpr, PREC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    k = tl.program_id(1).to(tl.int64)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, DP)
-    m_ok = offs_m < M
-    d_ok = offs_d < D
+    k, offs_m, m_ok, offs_d, d_ok, xt = _row_block(x, M, D, DP, BLOCK_M)
     dt = x.dtype.element_ty
-    xt = _rows_tile(x + k * M * D, offs_m, offs_d, m_ok, d_ok, D)
     dyt = _rows_tile(dy + k * M * D, offs_m, offs_d, m_ok, d_ok, D)
     w13_k = w13 + k * 2 * F * D
     w2_k = w2 + k * D * F
     dh_k = dh + k * M * 2 * F
     acc = tl.zeros((BLOCK_M, DP), dtype=tl.float32)
     for n0 in range(0, F, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < F
-        w1, w3, w2t = _hidden_tiles(w13_k, w2_k, offs_n, offs_d, n_ok, d_ok, D, F)
-        g = tl.dot(xt, tl.trans(w1), input_precision=PREC)  # (BLOCK_M, BLOCK_N) fp32
-        u = tl.dot(xt, tl.trans(w3), input_precision=PREC)
+        # fmt: off
+        offs_n, n_ok, w1, w3, w2t, g, u = _gate_up(xt, w13_k, w2_k, n0, offs_d, d_ok, D, F,
+                                                   BLOCK_N, PREC)
+        # fmt: on
         da = tl.dot(dyt, w2t, input_precision=PREC)
         sig = tl.sigmoid(g)
         dgate = (da * u * sig * (1.0 + g * (1.0 - sig))).to(dt)
@@ -124,8 +136,7 @@ def _bwd_kernel(
         tl.store(rows + F + offs_n[None, :], dup, mask=mask)
         acc += tl.dot(dgate, w1, input_precision=PREC)
         acc += tl.dot(dup, w3, input_precision=PREC)
-    dx_ptr = dx + k * M * D + offs_m[:, None] * D + offs_d[None, :]
-    tl.store(dx_ptr, acc.to(dt), mask=m_ok[:, None] & d_ok[None, :])
+    _store_rows(dx + k * M * D, acc, offs_m, m_ok, offs_d, d_ok, D)
 
 
 def _launch(x: Tensor, hidden: int) -> tuple[dict[str, object], object]:

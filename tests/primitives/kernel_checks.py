@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,6 +37,37 @@ def relative_error(a: Tensor, ref: Tensor) -> float:
     return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
+def errors_against_reference(
+    out: Tensor,
+    grads: tuple[Tensor, ...],
+    reference: Callable[..., Tensor],
+    refs: list[Tensor],
+    dout: Tensor,
+) -> list[float]:
+    """Relative errors of a kernel's output and input gradients (any dtype) against
+    ``reference(*refs)`` and its gradients for ``dout``, computed in exact fp32 (TF32 off)."""
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ref = reference(*refs)
+        ref_grads = torch.autograd.grad(ref, refs, dout)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    pairs = zip((out, *grads), (ref, *ref_grads), strict=True)
+    return [relative_error(a.detach().float(), r.detach()) for a, r in pairs]
+
+
+def print_interpreter_errors(
+    shapes: list[tuple[int, ...]], max_errors: Callable[..., list[float]]
+) -> None:
+    """For a check run by :func:`run_in_interpreter`: ``max_errors(shape, "cpu", fp32)`` of every
+    shape within 1e-5, one printed line each."""
+    for shape in shapes:
+        errors = max_errors(shape, "cpu", torch.float32)
+        assert max(errors) < 1e-5, (shape, errors)
+        print(shape, " ".join(f"{e:.1e}" for e in errors))
+
+
 def fused_differences(cfg: ModelConfig, switch: str, tokens: Tensor) -> list[float]:
     """Relative max differences (to the largest entry) of the logits and of every parameter
     gradient of three fused candidates of ``cfg`` (fp32, seeds 0-2, on the tokens' device) with
@@ -56,6 +88,15 @@ def fused_differences(cfg: ModelConfig, switch: str, tokens: Tensor) -> list[flo
     (out, grads), (ref, ref_grads) = run(True), run(False)
     pairs = [(out, ref), *zip(grads, ref_grads, strict=True)]
     return [relative_error(a, b) for a, b in pairs]
+
+
+def print_fused_differences(cfg: ModelConfig, switch: str, label: str) -> None:
+    """For a check run by :func:`run_in_interpreter`: :func:`fused_differences` on CPU tensors
+    (3 sequences of 21 tokens), all within 1e-5, and one printed line."""
+    tokens = torch.randint(0, cfg.vocab_size, (3, 21), generator=torch.Generator().manual_seed(0))
+    errors = fused_differences(cfg, switch, tokens)
+    assert max(errors) < 1e-5, (label, errors)
+    print(f"{label}: {len(errors)} tensors, max relative error {max(errors):.1e}")
 
 
 def assert_same_without_kernel(

@@ -19,8 +19,9 @@ from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
-    fused_differences,
-    relative_error,
+    errors_against_reference,
+    print_fused_differences,
+    print_interpreter_errors,
     run_in_interpreter,
 )
 
@@ -66,23 +67,14 @@ def max_errors(shape: tuple[int, ...], device: str, dtype: torch.dtype) -> list[
     assert y.shape == (k, b, t, h * p) and y.dtype == dtype
     grads = torch.autograd.grad(y, ins, dy.to(device, dtype))
     refs = [v.to(device).requires_grad_(True) for v in host]
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # an exact fp32 reference
-    try:
-        y_ref = reference(*refs, h, g, n)
-        ref_grads = torch.autograd.grad(y_ref, refs, dy.to(device))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
-    pairs = zip((y, *grads), (y_ref, *ref_grads), strict=True)
-    return [relative_error(a.detach().float(), r.detach()) for a, r in pairs]
+    return errors_against_reference(
+        y, grads, lambda *v: reference(*v, h, g, n), refs, dy.to(device)
+    )
 
 
 def interpreter_check() -> None:
     """Run in a subprocess with TRITON_INTERPRET=1 (CPU tensors, fp32)."""
-    for shape in SHAPES:
-        errors = max_errors(shape, "cpu", torch.float32)
-        assert max(errors) < 1e-5, (shape, errors)
-        print(shape, " ".join(f"{e:.1e}" for e in errors))
+    print_interpreter_errors(SHAPES, max_errors)
 
 
 def fused_interpreter_check() -> None:
@@ -91,10 +83,7 @@ def fused_interpreter_check() -> None:
     (fp32), so the fused block's slicing, casts and autograd are right."""
     shape = {"d_model": 32, "d_state": 16, "headdim": 16, "chunk_size": 64}
     cfg = ModelConfig(layers=("Mb", "M"), vocab_size=16, **shape)
-    tokens = torch.randint(0, cfg.vocab_size, (3, 21), generator=torch.Generator().manual_seed(0))
-    errors = fused_differences(cfg, "ssd_supported", tokens)
-    assert max(errors) < 1e-5, errors
-    print(f"fused (Mb M) x3: {len(errors)} tensors, max relative error {max(errors):.1e}")
+    print_fused_differences(cfg, "ssd_supported", "fused (Mb M) x3")
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
