@@ -27,7 +27,7 @@ _CONFIGS = [
     triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w)
     for m in (64, 128)
     for n in (32, 64)
-    for w in (4, 8, 16)
+    for w in (4, 8)
 ]
 # the row and hidden blocks and num_warps, timed once per shape; in the interpreter blocks of
 # 16 rows and 16 hidden channels (launch keywords) exercise both loops and masks

@@ -37,7 +37,7 @@ from torch import Tensor
 from primitives.kernels._triton import INTERPRETED, autotuned
 
 LOG2E = 1.4426950408889634
-_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m in (32, 64, 128) for w in (4, 8, 16)]
+_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m in (32, 64, 128) for w in (4, 8)]
 
 
 def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
