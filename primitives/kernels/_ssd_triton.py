@@ -6,7 +6,8 @@ bias; A and D are (K, H). Sequence n = k·B + b of candidate k. y and dy are (K,
 
 One program owns one (sequence, group) pair and the whole sequence (T <= 128), as the tiny
 attention kernels do: cb = C Bᵀ (T, T) is formed once and stays in registers (in the inputs'
-dtype, as the batched product would store it) while the program walks the group's heads. Per head, with cs the cumulative sum of dt·A:
+dtype, as the batched product would store it) while the program walks the group's heads. Per
+head, with cs the cumulative sum of dt·A:
 
 - forward: decay[t, s] = exp(cs_t - cs_s) for s <= t (0 above the diagonal), y = (cb ∘ decay)
   (x ∘ dt) + D·x;
