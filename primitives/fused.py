@@ -209,10 +209,9 @@ class _StackedMLP(_StackedMixer):
 
     def consts(self, x: Tensor) -> tuple[Any, ...]:
         # the Triton kernels' dtype (autocast's, which the products would take), or None
-        kernel = swiglu_supported(x.device, x.shape[-1])
         autocast = torch.is_autocast_enabled(x.device.type)
         dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
-        return (self.eps, dtype if kernel else None)
+        return (self.eps, dtype if swiglu_supported(x.device, x.shape[-1], dtype) else None)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
@@ -276,7 +275,9 @@ class _StackedMamba(_StackedMixer):
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
         conv = causal_conv_supported(x.device, c.d_conv)
-        ssd = one_chunk and ssd_supported(x.device, t, c.headdim, c.d_state)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        ssd = one_chunk and ssd_supported(x.device, t, c.headdim, c.d_state, dtype)
         return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, ssd, one_chunk)
 
     @staticmethod

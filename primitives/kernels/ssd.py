@@ -10,9 +10,11 @@ A and D.
 
 It reads x, B and C straight from the block's conv output xbc (K, B, T, H·P + 2·G·N).
 
-Scope: CUDA, T <= :data:`MAX_LEN`, head and state widths up to :data:`MAX_WIDTH`. Callers
-check :func:`ssd_supported`; ``AIRA_TRITON_SSD=0`` switches the kernels off. Triton is imported
-on first use only.
+Scope: CUDA in bf16 or fp16 (autocast's dtypes), T <= :data:`MAX_LEN`, head and state widths
+up to :data:`MAX_WIDTH`. fp32 stays with the batched products, as for the SwiGLU kernels
+(:mod:`primitives.kernels.swiglu`): IEEE fp32 (T, N) x (N, T) tiles take no tensor cores.
+Triton's CPU interpreter runs fp32 (the tests). Callers check :func:`ssd_supported`;
+``AIRA_TRITON_SSD=0`` switches the kernels off. Triton is imported on first use only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor
 
 from primitives.kernels._triton import triton_available
+from primitives.kernels.swiglu import HALF_DTYPES
 
 __all__ = ["MAX_LEN", "MAX_WIDTH", "ssd_supported", "ssd_xbc"]
 
@@ -30,10 +33,13 @@ MAX_LEN = 128
 MAX_WIDTH = 128
 
 
-def ssd_supported(device: torch.device, seq_len: int, head_dim: int, d_state: int) -> bool:
-    """Whether :func:`ssd_xbc` runs these shapes on this device."""
+def ssd_supported(
+    device: torch.device, seq_len: int, head_dim: int, d_state: int, dtype: torch.dtype
+) -> bool:
+    """Whether :func:`ssd_xbc` runs these shapes in ``dtype`` on this device."""
     return (
         device.type == "cuda"
+        and dtype in HALF_DTYPES
         and 1 <= seq_len <= MAX_LEN
         and 1 <= head_dim <= MAX_WIDTH
         and 1 <= d_state <= MAX_WIDTH
@@ -55,7 +61,8 @@ def ssd_xbc(
         heads, groups, d_state: H, G (dividing H) and N.
 
     Returns:
-        y (K, B, T, H·P) in xbc's dtype (products accumulate in fp32, the decay is fp32).
+        y (K, B, T, H·P) in xbc's dtype, bf16 or fp16 on CUDA (products accumulate in fp32, the
+        decay is fp32).
     """
     k, b, t, c = xbc.shape
     p, rest = divmod(c - 2 * groups * d_state, heads)
@@ -73,6 +80,8 @@ def ssd_xbc(
         raise ValueError(
             f"T={t}, P={p}, N={d_state}: the kernels take T <= {MAX_LEN} and widths <= {MAX_WIDTH}"
         )
+    if xbc.is_cuda and xbc.dtype not in HALF_DTYPES:
+        raise ValueError(f"{xbc.dtype} on CUDA: the kernels take bf16 or fp16 (module doc)")
     from primitives.kernels._ssd_triton import ssd_xbc_fwd
 
     y = ssd_xbc_fwd(

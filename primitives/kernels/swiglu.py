@@ -9,9 +9,12 @@ and a = silu(g) ⊙ u (needed for dL/dw2); the backward recomputes g and u, form
 walk and writes dh = [dL/dg | dL/du] for dL/dw13 = dhᵀ x. The weight gradients are two batched
 products.
 
-Scope: CUDA, width D <= :data:`MAX_WIDTH` (the tiles hold whole rows). Callers check
-:func:`swiglu_supported`; ``AIRA_TRITON_SWIGLU=0`` switches the kernels off. Triton is imported
-on first use only.
+Scope: CUDA in bf16 or fp16 (autocast's dtypes), width D <= :data:`MAX_WIDTH` (the tiles hold
+whole rows). fp32 stays with the batched products: IEEE fp32 tiles of (rows, 128) x (128, hidden)
+take no tensor cores, and the fp32 GPU check of one (4, 2032, 128, 352) layer, compiling and
+timing its configurations, had not finished after minutes on an H200 (stop 13).
+Triton's CPU interpreter runs fp32 (the tests). Callers check :func:`swiglu_supported`;
+``AIRA_TRITON_SWIGLU=0`` switches the kernels off. Triton is imported on first use only.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from primitives.kernels._triton import triton_available
 __all__ = ["MAX_WIDTH", "swiglu_mlp", "swiglu_supported"]
 
 MAX_WIDTH = 256
+HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
-def swiglu_supported(device: torch.device, d_model: int) -> bool:
-    """Whether :func:`swiglu_mlp` runs a layer of width ``d_model`` on this device."""
+def swiglu_supported(device: torch.device, d_model: int, dtype: torch.dtype) -> bool:
+    """Whether :func:`swiglu_mlp` runs a layer of width ``d_model`` in ``dtype`` on this device."""
     return (
         device.type == "cuda"
+        and dtype in HALF_DTYPES
         and 1 <= d_model <= MAX_WIDTH
         and os.environ.get("AIRA_TRITON_SWIGLU", "1") != "0"
         and triton_available()
@@ -47,7 +52,8 @@ def swiglu_mlp(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
         w2: (K, D, F).
 
     Returns:
-        (K, M, D) in the common dtype of the three (products accumulate in fp32).
+        (K, M, D) in the common dtype of the three, bf16 or fp16 on CUDA (products accumulate
+        in fp32).
     """
     k, _, d = x.shape
     if w13.dim() != 3 or w2.dim() != 3 or w13.shape[0] != k or w2.shape[:2] != (k, d):
@@ -64,6 +70,8 @@ def swiglu_mlp(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
         raise ValueError(f"width {d}: the kernels take rows of at most {MAX_WIDTH}")
     if not x.dtype == w13.dtype == w2.dtype:
         raise ValueError(f"mixed dtypes: x {x.dtype}, w13 {w13.dtype}, w2 {w2.dtype}")
+    if x.is_cuda and x.dtype not in HALF_DTYPES:
+        raise ValueError(f"{x.dtype} on CUDA: the kernels take bf16 or fp16 (module doc)")
     from primitives.kernels._swiglu_triton import swiglu_mlp_fwd
 
     y, _ = swiglu_mlp_fwd(x.contiguous(), w13.contiguous(), w2.contiguous())

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -68,18 +69,23 @@ def print_interpreter_errors(
         print(shape, " ".join(f"{e:.1e}" for e in errors))
 
 
-def fused_differences(cfg: ModelConfig, switch: str, tokens: Tensor) -> list[float]:
+def fused_differences(
+    cfg: ModelConfig, switch: str, tokens: Tensor, autocast: torch.dtype | None = None
+) -> list[float]:
     """Relative max differences (to the largest entry) of the logits and of every parameter
-    gradient of three fused candidates of ``cfg`` (fp32, seeds 0-2, on the tokens' device) with
-    ``primitives.fused.<switch>``, the check that picks a kernel, forced on against forced off.
-    Forcing it on lets Triton's interpreter run the kernel on CPU tensors."""
+    gradient of three fused candidates of ``cfg`` (fp32 parameters, seeds 0-2, on the tokens'
+    device; under ``autocast`` to that dtype if given) with ``primitives.fused.<switch>``, the
+    check that picks a kernel, forced on against forced off. Forcing it on lets Triton's
+    interpreter run the kernel on CPU tensors."""
 
     def run(on: bool) -> tuple[Tensor, list[Tensor]]:
         check = getattr(fused, switch)
         setattr(fused, switch, lambda *args: on)
+        cast = torch.autocast(tokens.device.type, autocast) if autocast else nullcontext()
         try:
             model = fused.fused_models([cfg] * 3, [0, 1, 2]).to(tokens.device)
-            logits = model(tokens)  # (K, B, T, V)
+            with cast:
+                logits = model(tokens).float()  # (K, B, T, V)
             grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
         finally:
             setattr(fused, switch, check)
@@ -100,11 +106,16 @@ def print_fused_differences(cfg: ModelConfig, switch: str, label: str) -> None:
 
 
 def assert_same_without_kernel(
-    cfg: ModelConfig, switch: str, *, out_tol: float, grad_tol: float
+    cfg: ModelConfig,
+    switch: str,
+    *,
+    out_tol: float,
+    grad_tol: float,
+    autocast: torch.dtype | None = None,
 ) -> None:
     """:func:`fused_differences` on CUDA for a batch of 4 sequences of 127 tokens: logits within
     ``out_tol``, gradients within ``grad_tol``."""
     tokens = torch.randint(0, cfg.vocab_size, (4, 127), device="cuda")
-    out_error, *grad_errors = fused_differences(cfg, switch, tokens)
+    out_error, *grad_errors = fused_differences(cfg, switch, tokens, autocast)
     assert out_error < out_tol
     assert max(grad_errors) < grad_tol, grad_errors
