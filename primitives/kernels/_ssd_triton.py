@@ -89,17 +89,18 @@ def _fwd_kernel(
     H: tl.constexpr, P: tl.constexpr, G: tl.constexpr, N: tl.constexpr,
     TP: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    _, g, k, row0, offs_t, t_ok, offs_p, p_ok, causal = _program(T, B, P, TP, PP)
+    # names bound before the head loop are never rebound inside it: Triton would carry them
+    _seq, g, k, row0, offs_t, t_ok, offs_p, p_ok, causal = _program(T, B, P, TP, PP)
     E = H * P
     C = E + 2 * G * N
     xbc_n = xbc + row0 * C
     step_n = step + row0 * H
-    _, _, cb = _group_cb(xbc_n, g, offs_t, t_ok, E, C, G, N, NP, PREC)
+    _bm, _cm, cb = _group_cb(xbc_n, g, offs_t, t_ok, E, C, G, N, NP, PREC)
     for r in range(H // G):
         h = g * (H // G) + r
         # fmt: off
-        _, _, decay, xf, xdt = _head(xbc_n, step_n, a_ptr, k, h, offs_t, t_ok, offs_p, p_ok,
-                                     causal, H, P, C)
+        _dt_h, _a_h, decay, xf, xdt = _head(xbc_n, step_n, a_ptr, k, h, offs_t, t_ok, offs_p,
+                                            p_ok, causal, H, P, C)
         # fmt: on
         out = tl.dot((cb * decay).to(xdt.dtype), xdt, input_precision=PREC)
         out += tl.load(d_ptr + k * H + h) * xf
