@@ -30,9 +30,11 @@ from torch import Tensor
 
 from primitives.kernels._triton import autotuned
 
-# num_warps, timed once per shape: the (T, T) tiles are 64 KB of fp32 registers each. Not 16:
-# with 16 warps a GPU check of (T, N) = (64, 24) hit an illegal address on an H200 (stop 13)
-_tuned = autotuned([triton.Config({}, num_warps=w) for w in (4, 8)], key=["T", "H", "P", "N"])
+# num_warps, timed once per shape: the (T, T) tiles are 64 KB of fp32 registers each
+_tuned = autotuned([triton.Config({}, num_warps=w) for w in (4, 8, 16)], key=["T", "H", "P", "N"])
+# the least tile width: with 16, compute-sanitizer caught the forward's products reading past
+# their shared-memory operands (512-byte reads) on an H200 for P = 16 (stop 13)
+MIN_TILE = 32
 
 
 @triton.jit
@@ -160,9 +162,9 @@ def _bwd_kernel(
 
 def _launch_args(xbc: Tensor, t: int, p: int, n: int) -> dict[str, object]:
     return {
-        "TP": max(16, triton.next_power_of_2(t)),
-        "PP": max(16, triton.next_power_of_2(p)),
-        "NP": max(16, triton.next_power_of_2(n)),
+        "TP": max(MIN_TILE, triton.next_power_of_2(t)),
+        "PP": max(MIN_TILE, triton.next_power_of_2(p)),
+        "NP": max(MIN_TILE, triton.next_power_of_2(n)),
         "PREC": "ieee" if xbc.dtype == torch.float32 else "tf32",
     }
 
