@@ -57,6 +57,8 @@ from primitives.evaluator import (
     _resolve,
 )
 from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
+from primitives.kernels.ssd import ssd_supported, ssd_xbc
+from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
 from primitives.mamba2 import gated_rms_norm, ssd_chunked, ssd_one_chunk
@@ -206,12 +208,21 @@ class _StackedMLP(_StackedMixer):
         return (self.w13, self.w2)
 
     def consts(self, x: Tensor) -> tuple[Any, ...]:
-        return (self.eps,)
+        # the Triton kernels' dtype (autocast's, which the products would take), or None
+        autocast = torch.is_autocast_enabled(x.device.type)
+        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        return (self.eps, dtype if swiglu_supported(x.device, x.shape[-1], dtype) else None)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
         norm, w13, w2 = prm
-        x = _rms(x_in, norm, cst[0])  # (K, B, T, D)
+        eps, kernel_dtype = cst
+        x = _rms(x_in, norm, eps)  # (K, B, T, D)
+        if kernel_dtype is not None:  # gate and up stay in registers (Triton)
+            k, b, t, d = x.shape
+            rows = x.reshape(k, b * t, d).to(kernel_dtype)
+            y = swiglu_mlp(rows, w13.to(kernel_dtype), w2.to(kernel_dtype))  # (K, B·T, D)
+            return x_in + y.view(k, b, t, d)
         gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
         return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
 
@@ -264,7 +275,10 @@ class _StackedMamba(_StackedMixer):
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
         conv = causal_conv_supported(x.device, c.d_conv)
-        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, one_chunk)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        ssd = one_chunk and ssd_supported(x.device, t, c.headdim, c.d_state, dtype)
+        return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, ssd, one_chunk)
 
     @staticmethod
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
@@ -274,12 +288,16 @@ class _StackedMamba(_StackedMixer):
         h, p, g, n, e = cst[1:6]
         xbc, dt, z = _mamba_in(x_in, prm, cst)  # (K, B, T, C), (K, B, T, H), (K, B, T, E)
         k, b, t, _ = xbc.shape
-        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
         step = F.softplus(dt.float() + dt_bias.float()[:, None, None, :])  # (K, B, T, H)
+        a = -torch.exp(a_log.float())  # (K, H)
+        if cst[12]:  # the (T, T) intermediates stay in registers (Triton)
+            y = ssd_xbc(xbc, step, a, d_skip, heads=h, groups=g, d_state=n)  # (K, B, T, E)
+            return _mamba_out(x_in, y, z, prm, cst)
+        x, bmat, cmat = torch.split(xbc, [e, g * n, g * n], dim=-1)
         y = ssd_one_chunk(
             x.reshape(k, b, t, h, p),
             step,
-            -torch.exp(a_log.float())[:, None, :],  # A (K, 1, H)
+            a[:, None, :],  # A (K, 1, H)
             bmat.reshape(k, b, t, g, n),
             cmat.reshape(k, b, t, g, n),
             D=d_skip[:, None, :],  # (K, 1, H)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
-import pytest
 import torch
 from torch import Tensor
 
@@ -20,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HAS_TRITON = triton_available()
 
 
-def run_in_interpreter(module: str, n_lines: int) -> None:
-    """Run ``module.interpreter_check()`` under ``TRITON_INTERPRET=1`` (read when kernels are
-    defined, hence a fresh subprocess) and expect one printed line per checked shape."""
+def run_in_interpreter(module: str, n_lines: int, check: str = "interpreter_check") -> None:
+    """Run ``module.<check>()`` under ``TRITON_INTERPRET=1`` (read when kernels are defined,
+    hence a fresh subprocess) and expect one printed line per checked shape."""
     env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    code = f"from {module} import interpreter_check as c; c()"
+    code = f"from {module} import {check} as c; c()"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -32,29 +33,89 @@ def run_in_interpreter(module: str, n_lines: int) -> None:
     assert len(proc.stdout.splitlines()) == n_lines
 
 
+def relative_error(a: Tensor, ref: Tensor) -> float:
+    """max |a - ref| over max |ref|."""
+    return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+
+
+def errors_against_reference(
+    out: Tensor,
+    grads: tuple[Tensor, ...],
+    reference: Callable[..., Tensor],
+    refs: list[Tensor],
+    dout: Tensor,
+) -> list[float]:
+    """Relative errors of a kernel's output and input gradients (any dtype) against
+    ``reference(*refs)`` and its gradients for ``dout``, computed in exact fp32 (TF32 off)."""
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ref = reference(*refs)
+        ref_grads = torch.autograd.grad(ref, refs, dout)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    pairs = zip((out, *grads), (ref, *ref_grads), strict=True)
+    return [relative_error(a.detach().float(), r.detach()) for a, r in pairs]
+
+
+def print_interpreter_errors(
+    shapes: list[tuple[int, ...]], max_errors: Callable[..., list[float]]
+) -> None:
+    """For a check run by :func:`run_in_interpreter`: ``max_errors(shape, "cpu", fp32)`` of every
+    shape within 1e-5, one printed line each."""
+    for shape in shapes:
+        errors = max_errors(shape, "cpu", torch.float32)
+        assert max(errors) < 1e-5, (shape, errors)
+        print(shape, " ".join(f"{e:.1e}" for e in errors))
+
+
+def fused_differences(
+    cfg: ModelConfig, switch: str, tokens: Tensor, autocast: torch.dtype | None = None
+) -> list[float]:
+    """Relative max differences (to the largest entry) of the logits and of every parameter
+    gradient of three fused candidates of ``cfg`` (fp32 parameters, seeds 0-2, on the tokens'
+    device; under ``autocast`` to that dtype if given) with ``primitives.fused.<switch>``, the
+    check that picks a kernel, forced on against forced off. Forcing it on lets Triton's
+    interpreter run the kernel on CPU tensors."""
+
+    def run(on: bool) -> tuple[Tensor, list[Tensor]]:
+        check = getattr(fused, switch)
+        setattr(fused, switch, lambda *args: on)
+        cast = torch.autocast(tokens.device.type, autocast) if autocast else nullcontext()
+        try:
+            model = fused.fused_models([cfg] * 3, [0, 1, 2]).to(tokens.device)
+            with cast:
+                logits = model(tokens).float()  # (K, B, T, V)
+            grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
+        finally:
+            setattr(fused, switch, check)
+        return logits.detach(), list(grads)
+
+    (out, grads), (ref, ref_grads) = run(True), run(False)
+    pairs = [(out, ref), *zip(grads, ref_grads, strict=True)]
+    return [relative_error(a, b) for a, b in pairs]
+
+
+def print_fused_differences(cfg: ModelConfig, switch: str, label: str) -> None:
+    """For a check run by :func:`run_in_interpreter`: :func:`fused_differences` on CPU tensors
+    (3 sequences of 21 tokens), all within 1e-5, and one printed line."""
+    tokens = torch.randint(0, cfg.vocab_size, (3, 21), generator=torch.Generator().manual_seed(0))
+    errors = fused_differences(cfg, switch, tokens)
+    assert max(errors) < 1e-5, (label, errors)
+    print(f"{label}: {len(errors)} tensors, max relative error {max(errors):.1e}")
+
+
 def assert_same_without_kernel(
-    monkeypatch: pytest.MonkeyPatch,
     cfg: ModelConfig,
     switch: str,
     *,
     out_tol: float,
     grad_tol: float,
+    autocast: torch.dtype | None = None,
 ) -> None:
-    """Logits and parameter gradients of three fused candidates of ``cfg`` (fp32, CUDA, seeds
-    0-2) agree, relative to their largest entries, when ``primitives.fused.<switch>`` (the
-    check that picks the kernel) says no."""
+    """:func:`fused_differences` on CUDA for a batch of 4 sequences of 127 tokens: logits within
+    ``out_tol``, gradients within ``grad_tol``."""
     tokens = torch.randint(0, cfg.vocab_size, (4, 127), device="cuda")
-
-    def run() -> tuple[Tensor, list[Tensor]]:
-        model = fused.fused_models([cfg] * 3, [0, 1, 2]).cuda()
-        logits = model(tokens)  # (K, B, T, V)
-        grads = torch.autograd.grad(logits.square().mean(), list(model.parameters()))
-        return logits.detach(), list(grads)
-
-    with_kernel = run()
-    monkeypatch.setattr(fused, switch, lambda *a: False)
-    without = run()
-    scale = without[0].abs().max()
-    assert float((with_kernel[0] - without[0]).abs().max() / scale) < out_tol
-    for a, b in zip(with_kernel[1], without[1], strict=True):
-        assert float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) < grad_tol
+    out_error, *grad_errors = fused_differences(cfg, switch, tokens, autocast)
+    assert out_error < out_tol
+    assert max(grad_errors) < grad_tol, grad_errors

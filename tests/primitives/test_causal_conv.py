@@ -117,10 +117,8 @@ def test_kernel_matches_reference_on_gpu(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fused_mamba_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_mamba_same_with_and_without_kernel() -> None:
     """The fused evaluator's Mamba2 through the kernel == through shifted products (fp32)."""
     shape = {"d_model": 128, "n_heads": 16, "d_state": 16, "headdim": 32, "chunk_size": 128}
     cfg = ModelConfig(layers=("Mb", "M", "Mb", "M"), vocab_size=16, **shape)
-    assert_same_without_kernel(
-        monkeypatch, cfg, "causal_conv_supported", out_tol=1e-4, grad_tol=1e-3
-    )
+    assert_same_without_kernel(cfg, "causal_conv_supported", out_tol=1e-4, grad_tol=1e-3)

@@ -13,6 +13,7 @@ from primitives.evaluator import FIDELITIES, EvalJob, evaluate
 from primitives.fused import FusedArrangements, _fused_loss, evaluate_fused, fused_models
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
+from tests.primitives.kernel_checks import HAS_TRITON, run_in_interpreter
 
 SHAPE: dict[str, Any] = {
     "d_model": 32,
@@ -240,6 +241,37 @@ def _assert_compiled_matches_eager(
     ref.square().mean().backward()
     for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def compiled_kernels_interpreter_check() -> None:
+    """Run in a subprocess with TRITON_INTERPRET=1: compiled blocks through the SwiGLU and SSD
+    kernels (their fake implementations, symbolic numbers of stacked candidates, the autograd
+    formulas traced) give the eager model without them, logits and gradients."""
+    import primitives.fused as fused
+
+    layers = [("Mb", "M", "mA", "M"), ("M", "Mb", "M", "mA"), ("Mb", "M", "M", "M")]
+    cfgs = [ModelConfig(layers=a, vocab_size=11, **SHAPE | {"chunk_size": 16}) for a in layers]
+    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(8))
+    eager = fused_models(cfgs, [SEED] * len(cfgs))
+    ref = eager(tokens)
+    ref.square().mean().backward()
+    fused.ssd_supported = lambda *args: True  # the interpreter runs CPU tensors
+    fused.swiglu_supported = lambda *args: True
+    compiled = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)
+    with torch._dynamo.config.patch(suppress_errors=False):  # a compile failure fails the check
+        out = compiled(tokens)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    out.square().mean().backward()
+    for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    print(f"compiled, through the kernels: {len(layers)} mixed arrangements")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.timeout(600)
+def test_compiled_blocks_through_kernels_in_triton_interpreter() -> None:
+    check = "compiled_kernels_interpreter_check"
+    run_in_interpreter("tests.primitives.test_fused", 1, check=check)
 
 
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)

@@ -122,9 +122,7 @@ def test_kernel_matches_reference_on_gpu(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fused_model_same_with_and_without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_model_same_with_and_without_kernel() -> None:
     """The fused evaluator's attention through the kernel == through SDPA (fp32, same weights)."""
     cfg = ModelConfig(layers=("mA", "M", "mA", "M"), vocab_size=16, d_model=128, n_heads=16)
-    assert_same_without_kernel(
-        monkeypatch, cfg, "tiny_attention_supported", out_tol=5e-3, grad_tol=2e-2
-    )
+    assert_same_without_kernel(cfg, "tiny_attention_supported", out_tol=5e-3, grad_tol=2e-2)
