@@ -32,8 +32,8 @@ from primitives.kernels._triton import autotuned
 
 # num_warps, timed once per shape: the (T, T) tiles are 64 KB of fp32 registers each
 _tuned = autotuned([triton.Config({}, num_warps=w) for w in (4, 8, 16)], key=["T", "H", "P", "N"])
-# the least tile width: with 16, compute-sanitizer caught the forward's products reading past
-# their shared-memory operands (512-byte reads) on an H200 for P = 16 (stop 13)
+# the least tile width: with 16, compute-sanitizer caught the forward kernel reading past its
+# shared memory (512-byte reads) on an H200 for P = 16, N = 24; with 32, no errors (stop 13)
 MIN_TILE = 32
 
 
