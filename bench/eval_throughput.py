@@ -22,6 +22,8 @@ beside |mean fused - mean naive|; they agree when the gap is at most max(spread,
 final training losses get the same spread and gap (``naive_loss_spread_std``,
 ``loss_mean_gap``): on a task whose scores saturate they are the finer gauge. The fused side
 trains all the parity jobs together, seeds included (each candidate on its own seed's data).
+The two halves run in separate children (each bounded by ``--parity-limit-s``), so a fused half
+that runs out of time on a cold compile cache keeps the naive half's scores in the JSON.
 
 Every measurement runs in its own child process (``--child SPEC``), so an out-of-memory failure
 or a hung compile cannot poison the next one; the parent retries a fused measurement that ran
@@ -176,7 +178,7 @@ def _flops(cfg: ModelConfig, batch: int, seq: int) -> float:
 
 def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
     if spec["what"] == "parity":
-        return {"parity": _parity(st, spec)}
+        return {"results": _parity_half(st, spec)}
     arrs = st.sets()[spec["set"]][: spec.get("k", 1)]
     task, inputs, targets = _data(st)
     cfgs = [_model_config(a, st.fid, task) for a in arrs]
@@ -206,51 +208,80 @@ def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown child measurement {spec['what']!r}")
 
 
-def _parity(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Naive (fp32, one at a time) vs fused (bf16 on CUDA) scores of the same jobs."""
+def _parity_jobs(st: Setting, spec: dict[str, Any]) -> tuple[list[str], list[EvalJob]]:
+    """The parity sets' labels and their jobs: the first arrangement of each set, every seed."""
     sets = st.sets()
-    arrs = [sets[label][0] for label in sets]
-    labels = list(sets)
-    task, seeds = spec["task"], list(range(spec["seeds"]))
     fid = dataclasses.replace(st.fid, epochs=spec["epochs"])
-    device = str(st.device)
     jobs = [
-        EvalJob(layers=a, task=task, fidelity=fid, seed=s, split="test", device=device)
-        for a in arrs
-        for s in seeds
-    ]
+        EvalJob(layers=a[0], task=spec["task"], fidelity=fid, seed=s, split="test",
+                device=str(st.device))
+        for a in sets.values()
+        for s in range(spec["seeds"])
+    ]  # fmt: skip
+    return list(sets), jobs
+
+
+def _parity_half(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One half of the parity check in a child: the naive (fp32, one at a time) or the fused
+    (bf16 on CUDA) training of the parity jobs, each result as status, score, error and final
+    loss. The halves run in separate children, so a half that runs out of time keeps the
+    other's results."""
+    _, jobs = _parity_jobs(st, spec)
     t0 = time.perf_counter()
-    naive_res = []
-    for job in jobs:  # one at a time, each printed (a killed run keeps them in the log)
-        (res,) = evaluate_naive([job])
-        naive_res.append(res)
-        print(
-            f"naive {' '.join(job.layers)} seed {job.seed}: {res.status} {res.score}", flush=True
-        )
-    t1 = time.perf_counter()
-    fused_res = evaluate_fused(jobs, compile_blocks=spec["compiled"])
-    t2 = time.perf_counter()
-    print(
-        f"parity: {task}, {fid.epochs} epochs, seeds {seeds}; naive {t1 - t0:.1f}s, "
-        f"fused{' compiled' if spec['compiled'] else ''} {t2 - t1:.1f}s",
-        flush=True,
-    )
+    if spec["half"] == "naive":
+        results = []
+        for job in jobs:  # one at a time, each printed (a killed run keeps them in the log)
+            (res,) = evaluate_naive([job])
+            results.append(res)
+            print(f"naive {' '.join(job.layers)} seed {job.seed}: {res.status} {res.score}",
+                  flush=True)  # fmt: skip
+    else:
+        results = evaluate_fused(jobs, compile_blocks=spec["compiled"])
+    mode = " compiled" if spec["half"] == "fused" and spec["compiled"] else ""
+    print(f"parity {spec['half']}{mode}: {time.perf_counter() - t0:.1f}s", flush=True)
+    return [
+        {
+            "status": r.status,
+            "score": r.score,
+            "error": r.error,
+            "final_loss": r.per_task.get(spec["task"], {}).get("final_loss"),
+        }
+        for r in results
+    ]
+
+
+def _parity(
+    labels: list[str],
+    jobs: list[EvalJob],
+    naive: dict[str, Any],
+    fused: dict[str, Any],
+    seeds: int,
+) -> list[dict[str, Any]]:
+    """The parity table from the halves' answers; a half that failed leaves its columns empty
+    and its error in every entry."""
+    half_errors = {
+        f"{name}_error": res["error"] for name, res in (("naive", naive), ("fused", fused))
+        if "error" in res
+    }  # fmt: skip
+    blank = [{"status": None, "score": None, "error": None, "final_loss": None}] * len(jobs)
+    naive_res, fused_res = naive.get("results", blank), fused.get("results", blank)
     out = []
-    n = len(seeds)
-    for j, (label, a) in enumerate(zip(labels, arrs, strict=True)):
+    n = seeds
+    for j, label in enumerate(labels):  # n jobs (seeds) per label
         nr, fr = naive_res[j * n : (j + 1) * n], fused_res[j * n : (j + 1) * n]
-        ns = [r.score for r in nr]
-        fs = [r.score for r in fr]
+        ns = [r["score"] for r in nr]
+        fs = [r["score"] for r in fr]
         entry: dict[str, Any] = {
             "label": label,
-            "layers": " ".join(a),
+            "layers": " ".join(jobs[j * n].layers),
             "naive_scores": ns,
             "fused_scores": fs,
-            "naive_status": [r.status for r in nr],
-            "fused_status": [r.status for r in fr],
-            "fused_errors": [r.error for r in fr if r.error],
-            "naive_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in nr],
-            "fused_final_loss": [r.per_task.get(task, {}).get("final_loss") for r in fr],
+            "naive_status": [r["status"] for r in nr],
+            "fused_status": [r["status"] for r in fr],
+            "fused_errors": [r["error"] for r in fr if r["error"]],
+            "naive_final_loss": [r["final_loss"] for r in nr],
+            "fused_final_loss": [r["final_loss"] for r in fr],
+            **half_errors,
         }
         losses = entry["naive_final_loss"] + entry["fused_final_loss"]
         if all(v is not None for v in losses) and n > 1:  # a finer gauge than saturated scores
@@ -390,6 +421,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--parity-seeds", type=int, default=3)
     parser.add_argument("--no-parity", action="store_true")
     parser.add_argument("--child-limit-s", type=float, default=240.0)
+    parser.add_argument(
+        "--parity-limit-s", type=float, default=None, help="per parity half (default: child's)"
+    )
     parser.add_argument("--budget-s", type=float, default=480.0, help="whole-run time budget")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -493,11 +527,18 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.parity_seeds,
             "compiled": compiled,
         }
-        res = runner.run(spec, limit)
+        print(
+            f"parity: {args.parity_task}, {args.parity_epochs} epochs, "
+            f"{args.parity_seeds} seeds; naive, then fused{' compiled' if compiled else ''}",
+            flush=True,
+        )
+        half_limit = args.parity_limit_s or limit
+        naive, fused = (runner.run(spec | {"half": h}, half_limit) for h in ("naive", "fused"))
+        labels, jobs = _parity_jobs(st, spec)
         report["parity_task"], report["parity_epochs"] = args.parity_task, args.parity_epochs
         report["parity_compiled"] = compiled
         report["parity_rule"] = f"|mean fused - mean naive| <= max(naive std, {PARITY_FLOOR})"
-        report["parity"] = res.get("parity", [res])
+        report["parity"] = _parity(labels, jobs, naive, fused, args.parity_seeds)
         write()
     write()
     print(f"wrote {path} ({report['total_wall_s']:.1f}s)")
