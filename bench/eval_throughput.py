@@ -266,8 +266,8 @@ def _parity(
     blank = [{"status": None, "score": None, "error": None, "final_loss": None}] * len(jobs)
     naive_res, fused_res = naive.get("results", blank), fused.get("results", blank)
     out = []
-    n = seeds
-    for j, label in enumerate(labels):  # n jobs (seeds) per label
+    n = seeds  # jobs per label
+    for j, label in enumerate(labels):
         nr, fr = naive_res[j * n : (j + 1) * n], fused_res[j * n : (j + 1) * n]
         ns = [r["score"] for r in nr]
         fs = [r["score"] for r in fr]

@@ -95,6 +95,13 @@ def _bmm_t(x: Tensor, w: Tensor) -> Tensor:
     return out.view(k, b, t, w.shape[1])  # (K, B, T, O)
 
 
+def _products_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the batched products take on x: autocast's when it is on, else x's own (what
+    a kernel replacing them must run in)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     """RMSNorm per candidate. x (K, B, T, D), weight (K, D) -> (K, B, T, D)."""
     return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight[:, None, None, :]
@@ -208,9 +215,8 @@ class _StackedMLP(_StackedMixer):
         return (self.w13, self.w2)
 
     def consts(self, x: Tensor) -> tuple[Any, ...]:
-        # the Triton kernels' dtype (autocast's, which the products would take), or None
-        autocast = torch.is_autocast_enabled(x.device.type)
-        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        # the Triton kernels' dtype (the products' one), or None
+        dtype = _products_dtype(x)
         return (self.eps, dtype if swiglu_supported(x.device, x.shape[-1], dtype) else None)
 
     @staticmethod
@@ -275,8 +281,7 @@ class _StackedMamba(_StackedMixer):
         )
         one_chunk = t <= min(c.chunk_size, ONE_CHUNK_MAX_LEN)
         conv = causal_conv_supported(x.device, c.d_conv)
-        autocast = torch.is_autocast_enabled(x.device.type)
-        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        dtype = _products_dtype(x)
         ssd = one_chunk and ssd_supported(x.device, t, c.headdim, c.d_state, dtype)
         return (self.eps, *dims, chunk, c.norm_eps, self._use_triton(x), conv, ssd, one_chunk)
 

@@ -9,6 +9,11 @@ import importlib.util
 import os
 from typing import Any
 
+import torch
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+"""The dtypes the SwiGLU and SSD kernels take on CUDA (autocast's); fp32 keeps the products."""
+
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 """Triton's CPU interpreter (``TRITON_INTERPRET=1``, read at import): no device to time
 configurations on, so kernels take their blocks as launch keywords instead."""

@@ -24,8 +24,7 @@ import os
 import torch
 from torch import Tensor
 
-from primitives.kernels._triton import triton_available
-from primitives.kernels.swiglu import HALF_DTYPES
+from primitives.kernels._triton import HALF_DTYPES, triton_available
 
 __all__ = ["MAX_LEN", "MAX_WIDTH", "ssd_supported", "ssd_xbc"]
 

@@ -24,12 +24,11 @@ import os
 import torch
 from torch import Tensor
 
-from primitives.kernels._triton import triton_available
+from primitives.kernels._triton import HALF_DTYPES, triton_available
 
 __all__ = ["MAX_WIDTH", "swiglu_mlp", "swiglu_supported"]
 
 MAX_WIDTH = 256
-HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def swiglu_supported(device: torch.device, d_model: int, dtype: torch.dtype) -> bool:

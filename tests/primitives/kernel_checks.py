@@ -9,7 +9,9 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -119,3 +121,24 @@ def assert_same_without_kernel(
     out_error, *grad_errors = fused_differences(cfg, switch, tokens, autocast)
     assert out_error < out_tol
     assert max(grad_errors) < grad_tol, grad_errors
+
+
+def reference_test_on_gpu(
+    max_errors: Callable[..., Any],
+    shapes: list[tuple[int, ...]],
+    tolerances: list[tuple[torch.dtype, float]],
+) -> Callable[..., None]:
+    """A kernel's GPU test (``-m gpu``, skipped without CUDA): for every shape and (dtype, tol),
+    ``max_errors(shape, "cuda", dtype)``, its relative errors against the fp32 reference, all
+    below tol. Bind it to a ``test_...`` name in the kernel's test module."""
+
+    @pytest.mark.gpu
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    @pytest.mark.parametrize("shape", shapes)
+    @pytest.mark.parametrize(("dtype", "tol"), tolerances)
+    def test(shape: tuple[int, ...], dtype: torch.dtype, tol: float) -> None:
+        errors = list(max_errors(shape, "cuda", dtype))
+        print(f"{shape} {dtype}: " + " ".join(f"{e:.1e}" for e in errors))
+        assert max(errors) < tol, errors
+
+    return test

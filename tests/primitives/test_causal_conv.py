@@ -18,6 +18,7 @@ from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    reference_test_on_gpu,
     run_in_interpreter,
 )
 
@@ -104,16 +105,9 @@ def test_mismatched_taps_are_named() -> None:
         causal_conv_silu(x, torch.zeros(2, 8, 5), torch.zeros(2, 8))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("shape", GPU_SHAPES)
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_kernel_matches_reference_on_gpu(
-    shape: tuple[int, ...], dtype: torch.dtype, tol: float
-) -> None:
-    errors = max_errors(shape, "cuda", dtype)
-    print(f"{shape} {dtype}: {errors}")
-    assert max(errors) < tol, errors
+test_kernel_matches_reference_on_gpu = reference_test_on_gpu(
+    max_errors, GPU_SHAPES, [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)]
+)
 
 
 @pytest.mark.gpu

@@ -22,6 +22,7 @@ from tests.primitives.kernel_checks import (
     errors_against_reference,
     print_fused_differences,
     print_interpreter_errors,
+    reference_test_on_gpu,
     run_in_interpreter,
 )
 
@@ -122,18 +123,11 @@ def test_mismatched_shapes_are_named() -> None:
                 heads=2, groups=1, d_state=4)  # fmt: skip
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("shape", GPU_SHAPES)
 # bf16: with one token dL/dt is one short sum per head; its error measured 3.7e-2 of its largest
 # entry on an H200 (stop 13)
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.bfloat16, 5e-2), (torch.float16, 1e-2)])
-def test_kernels_match_reference_on_gpu(
-    shape: tuple[int, ...], dtype: torch.dtype, tol: float
-) -> None:
-    errors = max_errors(shape, "cuda", dtype)
-    print(f"{shape} {dtype}: {errors}")
-    assert max(errors) < tol, errors
+test_kernels_match_reference_on_gpu = reference_test_on_gpu(
+    max_errors, GPU_SHAPES, [(torch.bfloat16, 5e-2), (torch.float16, 1e-2)]
+)
 
 
 @pytest.mark.gpu

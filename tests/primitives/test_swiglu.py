@@ -21,6 +21,7 @@ from tests.primitives.kernel_checks import (
     errors_against_reference,
     print_fused_differences,
     print_interpreter_errors,
+    reference_test_on_gpu,
     run_in_interpreter,
 )
 
@@ -107,16 +108,9 @@ def test_mismatched_shapes_are_named() -> None:
         swiglu_mlp(x, torch.zeros(2, 12, 8), torch.zeros(2, 8, 6, dtype=torch.float64))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("shape", GPU_SHAPES)
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.bfloat16, 2e-2), (torch.float16, 1e-2)])
-def test_kernels_match_reference_on_gpu(
-    shape: tuple[int, ...], dtype: torch.dtype, tol: float
-) -> None:
-    errors = max_errors(shape, "cuda", dtype)
-    print(f"{shape} {dtype}: {errors}")
-    assert max(errors) < tol, errors
+test_kernels_match_reference_on_gpu = reference_test_on_gpu(
+    max_errors, GPU_SHAPES, [(torch.bfloat16, 2e-2), (torch.float16, 1e-2)]
+)
 
 
 @pytest.mark.gpu

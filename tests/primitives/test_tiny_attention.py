@@ -19,6 +19,7 @@ from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    reference_test_on_gpu,
     run_in_interpreter,
 )
 
@@ -108,17 +109,10 @@ def test_bad_packing_is_named() -> None:
         tiny_attention(torch.zeros(1, 80, 8), seq_len=4, n_heads=4, kv_heads=3, rope_theta=1e4)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("shape", GPU_SHAPES)
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 5e-3), (torch.bfloat16, 3e-2)])
-def test_kernel_matches_reference_on_gpu(
-    shape: tuple[int, ...], dtype: torch.dtype, tol: float
-) -> None:
-    # fp32: tl.dot uses TF32 tensor cores; bf16: bf16 inputs, fp32 softmax
-    out_err, grad_err = max_errors(shape, "cuda", dtype)
-    print(f"{shape} {dtype}: out {out_err:.2e} grad {grad_err:.2e}")
-    assert out_err < tol and grad_err < tol, (out_err, grad_err)
+# fp32: tl.dot uses TF32 tensor cores; bf16: bf16 inputs, fp32 softmax
+test_kernel_matches_reference_on_gpu = reference_test_on_gpu(
+    max_errors, GPU_SHAPES, [(torch.float32, 5e-3), (torch.bfloat16, 3e-2)]
+)
 
 
 @pytest.mark.gpu
