@@ -8,6 +8,11 @@ milliseconds per call (forward + backward, and the kernel's forward alone) and t
 configuration Triton's autotuner chose; writes JSON under --out, named by card and --tag.
 
 Usage: python bench/attention_kernel.py [--k 32] [--b 128] [--t 127] [--tag T] [--out DIR]
+
+``--profile-once`` instead warms the kernel up (autotuning included) and runs one forward and
+backward between ``cudaProfilerStart`` and ``cudaProfilerStop``, for a profiler started with
+profiling off, e.g. ``ncu --profile-from-start off --section SpeedOfLight ... python
+bench/attention_kernel.py --profile-once``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--tag", default="", help="appended to the JSON file's name")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--profile-once", action="store_true", help="one profiled call of the kernel (ncu)"
+    )
     args = parser.parse_args()
     k, b, t, h, p = args.k, args.b, args.t, args.heads, args.head_dim
     dev, dt = torch.device("cuda"), torch.bfloat16
@@ -76,6 +84,15 @@ def main() -> int:
 
     def kernel_forward() -> None:
         tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=h, rope_theta=1e4)
+
+    if args.profile_once:
+        for _ in range(3):  # autotuning and compilation outside the profiled window
+            kernel()
+        torch.cuda.cudart().cudaProfilerStart()  # type: ignore[no-untyped-call]
+        kernel()
+        torch.cuda.synchronize()
+        torch.cuda.cudart().cudaProfilerStop()  # type: ignore[no-untyped-call]
+        return 0
 
     ms_sdpa, ms_kernel = _time(sdpa, args.reps), _time(kernel, args.reps)
     ms_forward = _time(kernel_forward, args.reps)
