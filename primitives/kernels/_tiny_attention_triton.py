@@ -12,7 +12,11 @@ loaded (RoPE, halves convention of :func:`primitives.attention.apply_rotary`):
 x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the two halves of the head and sin± is -sin
 on the first half and +sin on the second. The head (P <= 16) is zero-padded to 16 columns for
 ``tl.dot``. Backward through the rotation: with G = dL/dx_rot, dL/dx = G ⊙ cos - G_perm ⊙ sin±,
-and G_perm = dS · k_rot_perm where k_rot_perm = k_perm ⊙ cos - k ⊙ sin±.
+and G_perm = dS · k_rot_perm where k_rot_perm = k_perm ⊙ cos - k ⊙ sin±. The packed tiles
+[x_rot | x_rot_perm] are built in registers from half-width loads of x, x_perm, cos and sin±;
+loading them column by column (each packed column's own x, partner, cos and sin) spent the
+kernels' busiest pipe, the integer one, on addresses: forward and backward took 3.48-3.57 ms
+against 2.95-2.96 ms with half-width loads (H100, bench/attention_kernel.py, alternating runs).
 
 Per score the kernels do as little as they can, since at 8 features per head the elementwise
 work on the (T, T) scores, not the products, sets their speed: the softmax runs in base 2 with
@@ -55,44 +59,40 @@ _tuned = autotuned(
 
 
 @triton.jit
-def _packed(ptr, rows, offs_j, bt, mask, cos_ptr, sin_ptr, trig_rows,
-            P: tl.constexpr, HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """[x_rot | x_rot_perm] of one head for a block of rows: (rows, 2·HW) fp32.
-
-    Column j < HW holds rotated feature j; column HW + i holds rotated feature π(i), π swapping
-    the two halves of the head; columns at or past P in either half are zero.
-    """
-    i = offs_j % HW
-    src = tl.where(offs_j < HW, i, (i + P // 2) % P)[None, :]
-    partner = (src + P // 2) % P
-    x = tl.load(ptr + rows + src * bt, mask=mask, other=0.0).to(tl.float32)
-    xp = tl.load(ptr + rows + partner * bt, mask=mask, other=0.0).to(tl.float32)
-    cos = tl.load(cos_ptr + trig_rows + src, mask=mask, other=0.0)
-    sin = tl.load(sin_ptr + trig_rows + src, mask=mask, other=0.0)
-    return x * cos + xp * sin
-
-
-@triton.jit
-def _unrotate(grad, offs_j, valid, cos_ptr, sin_ptr, offs, ROWS: tl.constexpr, P: tl.constexpr,
-              HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """Gradient of [x_rot | x_rot_perm] (rows, 2·HW) -> gradient of x (rows, HW)."""
-    i = (offs_j % HW)[None, :]
-    mask = valid[:, None] & (i < P)
-    cos = tl.load(cos_ptr + offs[:, None] * P + i, mask=mask, other=0.0)
-    sin = tl.load(sin_ptr + offs[:, None] * P + i, mask=mask, other=0.0)
-    coef = tl.where(offs_j[None, :] < HW, cos, -sin)
-    return tl.sum(tl.reshape(grad * coef, (ROWS, 2, HW)), axis=1)
-
-
-@triton.jit
-def _rotated_head(base, head, t0, offs, valid, offs_j, bt, cos_ptr, sin_ptr,
+def _rotated_head(base, head, t0, offs, valid, bt, cos_ptr, sin_ptr, ROWS: tl.constexpr,
                   P: tl.constexpr, HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """:func:`_packed` of head ``head`` (P channel rows from ``base``) at positions ``offs``."""
-    mask = valid[:, None] & (offs_j % HW < P)[None, :]
-    rows = t0 + offs[:, None]
-    return _packed(
-        base + head * P * bt, rows, offs_j, bt, mask, cos_ptr, sin_ptr, offs[:, None] * P, P, HW
-    )
+    """[x_rot | x_rot_perm] of head ``head`` (P channel rows from ``base``) at positions ``offs``:
+    (ROWS, 2·HW) fp32.
+
+    Column i < HW holds rotated feature i, column HW + i rotated feature π(i), π swapping the two
+    halves of the head; columns at or past P in either half are zero. Both halves come from one
+    half-width load of x, x_perm, cos and sin± each: the tables repeat across the two halves and
+    sin± changes sign, so x_rot[π(i)] = x_perm[i] cos[i] - x[i] sin±[i].
+    """
+    offs_h = tl.arange(0, HW)
+    mask = valid[:, None] & (offs_h < P)[None, :]
+    ptrs = base + head * P * bt + t0 + offs[:, None]
+    x = tl.load(ptrs + offs_h[None, :] * bt, mask=mask, other=0.0).to(tl.float32)
+    xp = tl.load(ptrs + ((offs_h + P // 2) % P)[None, :] * bt, mask=mask, other=0.0)
+    xp = xp.to(tl.float32)
+    trig = offs[:, None] * P + offs_h[None, :]
+    cos = tl.load(cos_ptr + trig, mask=mask, other=0.0)
+    sin = tl.load(sin_ptr + trig, mask=mask, other=0.0)
+    rot = tl.join(x * cos + xp * sin, xp * cos - x * sin)  # (ROWS, HW, 2)
+    return tl.reshape(tl.permute(rot, (0, 2, 1)), (ROWS, 2 * HW))
+
+
+@triton.jit
+def _unrotate(grad, valid, cos_ptr, sin_ptr, offs, ROWS: tl.constexpr, P: tl.constexpr,
+              HW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Gradient of [x_rot | x_rot_perm] (ROWS, 2·HW) -> gradient of x (ROWS, HW)."""
+    offs_h = tl.arange(0, HW)
+    mask = valid[:, None] & (offs_h < P)[None, :]
+    trig = offs[:, None] * P + offs_h[None, :]
+    cos = tl.load(cos_ptr + trig, mask=mask, other=0.0)
+    sin = tl.load(sin_ptr + trig, mask=mask, other=0.0)
+    g, g_perm = tl.split(tl.permute(tl.reshape(grad, (ROWS, 2, HW)), (0, 2, 1)))
+    return g * cos - g_perm * sin
 
 
 @triton.jit
@@ -116,13 +116,12 @@ def _fwd_kernel(
     t0 = (n % B) * T  # this sequence's first column
     bt = B * T  # the channel stride of qkv and out
     offs_t = tl.arange(0, BLOCK_T)
-    offs_j = tl.arange(0, 2 * HW)
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     in_t = offs_t < T
     v_ok = (offs_v < P)[None, :]
     base = qkv + k_idx * s_qk
     dt = qkv.dtype.element_ty
-    kp = _rotated_head(base, H + g, t0, offs_t, in_t, offs_j, bt, cos_ptr, sin_ptr, P, HW)
+    kp = _rotated_head(base, H + g, t0, offs_t, in_t, bt, cos_ptr, sin_ptr, BLOCK_T, P, HW)
     # scores in log2 units: q_rot · k_rot · scale · log2(e); the packed tiles sum it twice
     kp = (kp * qk_scale).to(dt)
     v_ptr = _head_ptrs(base, H + G + g, t0, offs_t, offs_v, bt, P)
@@ -130,7 +129,7 @@ def _fwd_kernel(
     for m0 in range(0, BLOCK_T, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         in_m = offs_m < T
-        qp = _rotated_head(base, h, t0, offs_m, in_m, offs_j, bt, cos_ptr, sin_ptr, P, HW)
+        qp = _rotated_head(base, h, t0, offs_m, in_m, bt, cos_ptr, sin_ptr, BLOCK_M, P, HW)
         s = tl.dot(qp.to(dt), tl.trans(kp))
         # a valid row's keys are all valid; a padding row's output is not stored
         s = tl.where(offs_t[None, :] <= offs_m[:, None], s, float("-inf"))
@@ -157,7 +156,6 @@ def _bwd_kernel(
     t0 = (n % B) * T
     bt = B * T
     offs_t = tl.arange(0, BLOCK_T)
-    offs_j = tl.arange(0, 2 * HW)
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     offs_h = tl.arange(0, HW)  # query, key features
     in_t = offs_t < T
@@ -166,7 +164,7 @@ def _bwd_kernel(
     base = qkv + k_idx * s_qk
     dbase = dqkv + k_idx * s_qk
     dt = qkv.dtype.element_ty
-    kp = _rotated_head(base, H + g, t0, offs_t, in_t, offs_j, bt, cos_ptr, sin_ptr, P, HW)
+    kp = _rotated_head(base, H + g, t0, offs_t, in_t, bt, cos_ptr, sin_ptr, BLOCK_T, P, HW)
     kp_q = kp.to(dt)  # for dQ
     kp = (kp * qk_scale).to(dt)  # for the scores, as in the forward pass
     v_ptr = _head_ptrs(base, H + G + g, t0, offs_t, offs_v, bt, P)
@@ -179,7 +177,7 @@ def _bwd_kernel(
             offs_m = m0 + tl.arange(0, BLOCK_M)
             in_m = offs_m < T
             m_mask = in_m[:, None] & v_ok
-            qp = _rotated_head(base, h, t0, offs_m, in_m, offs_j, bt, cos_ptr, sin_ptr, P, HW)
+            qp = _rotated_head(base, h, t0, offs_m, in_m, bt, cos_ptr, sin_ptr, BLOCK_M, P, HW)
             qp = qp.to(dt)
             s = tl.dot(qp, tl.trans(kp))
             lse = tl.load(lse_ptr + (n * H + h) * T + offs_m, mask=in_m, other=0.0)
@@ -201,12 +199,12 @@ def _bwd_kernel(
             # ds · k_packed = [dL/dq_rot | dL/dq_rot_perm]: each half alone carries the full
             # gradient (the 1/2 on the packed scores cancels the doubled sum)
             dq = _unrotate(
-                tl.dot(ds, kp_q) * scale, offs_j, in_m, cos_ptr, sin_ptr, offs_m, BLOCK_M, P, HW
+                tl.dot(ds, kp_q) * scale, in_m, cos_ptr, sin_ptr, offs_m, BLOCK_M, P, HW
             )
             dkp += tl.dot(tl.trans(ds), qp)
             dq_ptr = _head_ptrs(dbase, h, t0, offs_m, offs_h, bt, P)
             tl.store(dq_ptr, dq.to(dt), mask=in_m[:, None] & h_ok)
-    dk = _unrotate(dkp * scale, offs_j, in_t, cos_ptr, sin_ptr, offs_t, BLOCK_T, P, HW)
+    dk = _unrotate(dkp * scale, in_t, cos_ptr, sin_ptr, offs_t, BLOCK_T, P, HW)
     dk_ptr = _head_ptrs(dbase, H + g, t0, offs_t, offs_h, bt, P)
     tl.store(dk_ptr, dk.to(dt), mask=in_t[:, None] & h_ok)
     dv_ptr = _head_ptrs(dbase, H + G + g, t0, offs_t, offs_v, bt, P)
