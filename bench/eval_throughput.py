@@ -82,6 +82,17 @@ def _card(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def _host_cpu() -> str:
+    """The host CPU's model name (the naive loop is bound by it), from /proc/cpuinfo on Linux."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "cpu"
 
@@ -468,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     # the kernels' off switches (AIRA_TINY_ATTENTION=0, ...) as they were for this run
     switches = {k: v for k, v in sorted(os.environ.items()) if k.startswith("AIRA_")}
     print(
-        f"eval throughput on {card} (torch {torch.__version__}), fidelity {st.fid.name}, "
+        f"eval throughput on {card}, host {_host_cpu()} x {os.cpu_count()} "
+        f"(torch {torch.__version__}), fidelity {st.fid.name}, "
         f"S_eval {_steps_per_eval(st)} steps, fused bf16 {st.bf16}, mamba-ssm {_mamba_ssm()}, "
         f"modes {modes}, switches {switches or 'none'}",
         flush=True,
@@ -480,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "host_cpus": os.cpu_count(),
+        "host_cpu": _host_cpu(),
         "fidelity": st.fid.name,
         "batch": st.fid.batch_size,
         "seq_len": tasks_for(st.fid)["in_context_recall"].input_len,

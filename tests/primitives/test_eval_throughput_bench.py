@@ -48,6 +48,7 @@ def test_tiny_cpu_run_writes_rows_and_parity(tmp_path: Path) -> None:
     (path,) = tmp_path.glob("eval_throughput-tiny-*.json")
     report = json.loads(path.read_text())
     assert report["switches"] == {"AIRA_TRITON_CONV": "0"}  # recorded with the figures
+    assert report["host_cpu"] and report["host_cpus"] >= 1  # what bounds the naive loop
     rows = report["throughput"]
     assert [r["label"] for r in rows] == ["(mA M)x2", "random3"]
     for row in rows:
