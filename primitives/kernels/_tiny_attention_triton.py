@@ -231,7 +231,8 @@ def _launch_args(t: int, p: int) -> dict[str, int]:
 def tiny_attention_fwd(
     qkv: Tensor, cos: Tensor, sin: Tensor, seq_len: int, n_heads: int, kv_heads: int
 ) -> tuple[Tensor, Tensor]:
-    """Args: qkv (K, C, B·T) contiguous; cos, sin± (T, P) fp32; seq_len T.
+    """Args: qkv (K, C, B·T) contiguous; cos, sin± (T, P) fp32, columns j and j + P/2 at the
+    same frequency (:func:`primitives.attention.rotary_cos_sin`'s tables); seq_len T.
 
     Returns: o (K, H·P, B·T) and the base-2 log-sum-exp of each score row in log2 units,
     log2 Σ_t 2^(s_t · log2 e), (K·B, H, T) fp32.
