@@ -472,14 +472,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     runner = Runner(list(argv), args.budget_s)  # the setting travels as the same flags
-    card = _card(st.device)
+    card, host = _card(st.device), _host_cpu()
     modes = [m for m in args.modes.split(",") if m]
     sets = st.sets()
     wanted = {"all": list(sets), "none": []}.get(args.sets, args.sets.split(","))
     # the kernels' off switches (AIRA_TINY_ATTENTION=0, ...) as they were for this run
     switches = {k: v for k, v in sorted(os.environ.items()) if k.startswith("AIRA_")}
     print(
-        f"eval throughput on {card}, host {_host_cpu()} x {os.cpu_count()} "
+        f"eval throughput on {card}, host {host} x {os.cpu_count()} "
         f"(torch {torch.__version__}), fidelity {st.fid.name}, "
         f"S_eval {_steps_per_eval(st)} steps, fused bf16 {st.bf16}, mamba-ssm {_mamba_ssm()}, "
         f"modes {modes}, switches {switches or 'none'}",
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "host_cpus": os.cpu_count(),
-        "host_cpu": _host_cpu(),
+        "host_cpu": host,
         "fidelity": st.fid.name,
         "batch": st.fid.batch_size,
         "seq_len": tasks_for(st.fid)["in_context_recall"].input_len,

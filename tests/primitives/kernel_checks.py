@@ -35,6 +35,20 @@ def run_in_interpreter(module: str, n_lines: int, check: str = "interpreter_chec
     assert len(proc.stdout.splitlines()) == n_lines
 
 
+def interpreter_test(
+    module: str, n_lines: int, check: str = "interpreter_check", timeout_s: int = 300
+) -> Callable[[], None]:
+    """A test that runs ``module.<check>()`` through :func:`run_in_interpreter` (skipped without
+    Triton). Bind it to a ``test_...`` name in the module."""
+
+    @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+    @pytest.mark.timeout(timeout_s)
+    def test() -> None:
+        run_in_interpreter(module, n_lines, check=check)
+
+    return test
+
+
 def relative_error(a: Tensor, ref: Tensor) -> float:
     """max |a - ref| over max |ref|."""
     return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))

@@ -18,8 +18,8 @@ from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    interpreter_test,
     reference_test_on_gpu,
-    run_in_interpreter,
 )
 
 # (K, B, T, C, W): several tiles of tokens, T shorter than W, one token, channels not a
@@ -82,10 +82,9 @@ def interpreter_check() -> None:
         print(shape, " ".join(f"{e:.1e}" for e in errors))
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_kernel_matches_reference_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_causal_conv", len(SHAPES))
+test_kernel_matches_reference_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_causal_conv", len(SHAPES)
+)
 
 
 def test_supported_devices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from primitives.evaluator import FIDELITIES, EvalJob, evaluate
 from primitives.fused import FusedArrangements, _fused_loss, evaluate_fused, fused_models
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
-from tests.primitives.kernel_checks import HAS_TRITON, run_in_interpreter
+from tests.primitives.kernel_checks import interpreter_test
 
 SHAPE: dict[str, Any] = {
     "d_model": 32,
@@ -267,11 +267,9 @@ def compiled_kernels_interpreter_check() -> None:
     print(f"compiled, through the kernels: {len(layers)} mixed arrangements")
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(600)
-def test_compiled_blocks_through_kernels_in_triton_interpreter() -> None:
-    check = "compiled_kernels_interpreter_check"
-    run_in_interpreter("tests.primitives.test_fused", 1, check=check)
+test_compiled_blocks_through_kernels_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_fused", 1, check="compiled_kernels_interpreter_check", timeout_s=600
+)
 
 
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)

@@ -20,10 +20,10 @@ from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
     errors_against_reference,
+    interpreter_test,
     print_fused_differences,
     print_interpreter_errors,
     reference_test_on_gpu,
-    run_in_interpreter,
 )
 
 # (K, B, T, H, P, G, N): one group and several, T not a power of two, one token, head and state
@@ -88,16 +88,14 @@ def fused_interpreter_check() -> None:
     print_fused_differences(cfg, "ssd_supported", "fused (Mb M) x3")
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_kernels_match_reference_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_ssd_kernel", len(SHAPES))
+test_kernels_match_reference_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_ssd_kernel", len(SHAPES)
+)
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_fused_mamba_through_kernels_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_ssd_kernel", 1, check="fused_interpreter_check")
+test_fused_mamba_through_kernels_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_ssd_kernel", 1, check="fused_interpreter_check"
+)
 
 
 def test_supported_shapes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,10 +19,10 @@ from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
     errors_against_reference,
+    interpreter_test,
     print_fused_differences,
     print_interpreter_errors,
     reference_test_on_gpu,
-    run_in_interpreter,
 )
 
 # (K, M, D, F): several row and hidden blocks, rows and hidden channels not a multiple of the
@@ -72,16 +72,14 @@ def fused_interpreter_check() -> None:
     print_fused_differences(cfg, "swiglu_supported", "fused (mA M M) x3")
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_kernels_match_reference_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_swiglu", len(SHAPES))
+test_kernels_match_reference_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_swiglu", len(SHAPES)
+)
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_fused_mlp_through_kernels_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_swiglu", 1, check="fused_interpreter_check")
+test_fused_mlp_through_kernels_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_swiglu", 1, check="fused_interpreter_check"
+)
 
 
 def test_supported_devices(monkeypatch: pytest.MonkeyPatch) -> None:

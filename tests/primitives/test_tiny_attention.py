@@ -19,8 +19,8 @@ from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
     assert_same_without_kernel,
+    interpreter_test,
     reference_test_on_gpu,
-    run_in_interpreter,
 )
 
 # (N, T, H, G, P): GQA and plain heads, T not a power of two, T = 128, P from 4 to 16
@@ -77,10 +77,9 @@ def interpreter_check() -> None:
         print(shape, f"{out_err:.2e} {grad_err:.2e}")
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.timeout(300)
-def test_kernel_matches_reference_in_triton_interpreter() -> None:
-    run_in_interpreter("tests.primitives.test_tiny_attention", len(SHAPES))
+test_kernel_matches_reference_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_tiny_attention", len(SHAPES)
+)
 
 
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
