@@ -35,6 +35,7 @@ compatible jobs and returns the same :class:`EvalResult` records. ``evaluate`` i
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,13 @@ def _products_dtype(x: Tensor) -> torch.dtype:
     a kernel replacing them must run in)."""
     device = x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def half_residual() -> bool:
+    """Whether the residual stream runs in autocast's dtype (bf16) rather than fp32 when
+    autocast is on (``AIRA_HALF_RESIDUAL=1``; off by default). Every block's norm and residual
+    add, forward and backward, then move half the bytes; the norms still compute in fp32."""
+    return os.environ.get("AIRA_HALF_RESIDUAL", "0") == "1"
 
 
 def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -556,6 +564,9 @@ class FusedArrangements(nn.Module):
             x = self.embed[slots, tokens]  # (K, B, T, D)
         else:
             x = self.embed[:, tokens]  # (K, B, T, D)
+        device = x.device.type
+        if torch.is_autocast_enabled(device) and half_residual():
+            x = x.to(torch.get_autocast_dtype(device))  # the blocks' adds keep this dtype
         mixers = iter(self.mixers)
         for i, groups in enumerate(self.layer_groups):
             if len(groups) == 1:

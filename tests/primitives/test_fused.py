@@ -343,3 +343,29 @@ def test_compiled_mixed_arrangements_on_gpu() -> None:
             losses.append(per.detach())
         runs.append(torch.stack(losses))  # (steps, K)
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_half_residual_switch_sets_the_stream_dtype_under_autocast(
+    half: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AIRA_HALF_RESIDUAL=1: every block reads and returns autocast's dtype (here CPU bf16);
+    off, the stream stays fp32. Either way the logits agree with fp32 to bf16's precision and
+    the gradients are finite."""
+    monkeypatch.setenv("AIRA_HALF_RESIDUAL", "1" if half else "0")
+    cfgs = _cfgs(chunk_size=16)
+    fused = fused_models(cfgs, [SEED] * len(cfgs))
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    for mixer in fused.mixers:
+        mixer.register_forward_hook(lambda _m, args, out: seen.append((args[0].dtype, out.dtype)))
+    tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = fused(tokens)
+    stream = torch.bfloat16 if half else torch.float32
+    assert seen and all(pair == (stream, stream) for pair in seen), seen
+    seen.clear()
+    reference = fused(tokens)  # no autocast: fp32 throughout
+    assert all(pair == (torch.float32, torch.float32) for pair in seen)
+    torch.testing.assert_close(logits.float(), reference, atol=0.1, rtol=0.05)
+    _fused_loss(logits, tokens.roll(1, dims=-1))[0].backward()
+    assert all(p.grad is not None and bool(p.grad.isfinite().all()) for p in fused.parameters())
