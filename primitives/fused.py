@@ -105,9 +105,11 @@ def _products_dtype(x: Tensor) -> torch.dtype:
 
 def half_residual() -> bool:
     """Whether the residual stream runs in autocast's dtype (bf16) rather than fp32 when
-    autocast is on (``AIRA_HALF_RESIDUAL=1``; off by default). Every block's norm and residual
-    add, forward and backward, then move half the bytes; the norms still compute in fp32."""
-    return os.environ.get("AIRA_HALF_RESIDUAL", "0") == "1"
+    autocast is on (the default; ``AIRA_HALF_RESIDUAL=0`` keeps it fp32). Every block's norm and
+    residual add, forward and backward, then move half the bytes; the norms still compute in
+    fp32. On an H200 it took the K = 32 step of (mA M)x8 from 52.0 to 48.2 ms and of (Mb M)x8
+    from 85.3 to 81.0 ms, with fused and naive scores still within their seed spread (stop 15)."""
+    return os.environ.get("AIRA_HALF_RESIDUAL", "1") != "0"
 
 
 def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:

@@ -345,14 +345,17 @@ def test_compiled_mixed_arrangements_on_gpu() -> None:
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize(("switch", "half"), [(None, True), ("1", True), ("0", False)])
 def test_half_residual_switch_sets_the_stream_dtype_under_autocast(
-    half: bool, monkeypatch: pytest.MonkeyPatch
+    switch: str | None, half: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """AIRA_HALF_RESIDUAL=1: every block reads and returns autocast's dtype (here CPU bf16);
-    off, the stream stays fp32. Either way the logits agree with fp32 to bf16's precision and
-    the gradients are finite."""
-    monkeypatch.setenv("AIRA_HALF_RESIDUAL", "1" if half else "0")
+    """By default (or AIRA_HALF_RESIDUAL=1) every block reads and returns autocast's dtype
+    (here CPU bf16); AIRA_HALF_RESIDUAL=0 keeps the stream fp32. Either way the logits agree
+    with fp32 to bf16's precision and the gradients are finite."""
+    if switch is None:
+        monkeypatch.delenv("AIRA_HALF_RESIDUAL", raising=False)
+    else:
+        monkeypatch.setenv("AIRA_HALF_RESIDUAL", switch)
     cfgs = _cfgs(chunk_size=16)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     seen: list[tuple[torch.dtype, torch.dtype]] = []
