@@ -68,9 +68,9 @@ from primitives.training import (
     Accuracy,
     FitOutcome,
     LoopConfig,
-    _autocast,
     _cosine_lr,
     _outcome,
+    bf16_autocast,
 )
 
 __all__ = [
@@ -108,7 +108,8 @@ def half_residual() -> bool:
     autocast is on (the default; ``AIRA_HALF_RESIDUAL=0`` keeps it fp32). Every block's norm and
     residual add, forward and backward, then move half the bytes; the norms still compute in
     fp32. On an H200 it took the K = 32 step of (mA M)x8 from 52.0 to 48.2 ms and of (Mb M)x8
-    from 85.3 to 81.0 ms, with fused and naive scores still within their seed spread (stop 15)."""
+    from 85.3 to 81.0 ms, with fused and naive scores still within their seed spread
+    (bench/results/eval_throughput-nvidia-h200-runs.log, stop 15)."""
     return os.environ.get("AIRA_HALF_RESIDUAL", "1") != "0"
 
 
@@ -657,7 +658,7 @@ def fused_train_step(
     Args: tokens, targets (B, T) shared or (K, B, T) per candidate. Returns: each candidate's
     mean token loss, (K,) detached.
     """
-    with _autocast(tokens.device, bf16):
+    with bf16_autocast(tokens.device, bf16):
         logits = model(tokens)  # (K, B, T, V)
     loss, per = _fused_loss(logits, targets)
     opt.zero_grad(set_to_none=True)
@@ -685,7 +686,7 @@ def _score_fused(
     k = model.k
     total = torch.zeros(k, vocab_size + 1, dtype=torch.int64, device=targets.device)
     correct = torch.zeros_like(total)
-    with _autocast(inputs.device, bf16):
+    with bf16_autocast(inputs.device, bf16):
         for start in range(0, inputs.shape[-2], batch_size):
             logits = model(inputs[..., start : start + batch_size, :])  # (K, b, T, V)
             tgt = targets[..., start : start + batch_size, :]  # (b, T) or (K, b, T)

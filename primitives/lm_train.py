@@ -13,7 +13,6 @@ Failures are outcomes: a non-finite loss, or one above ``diverge_factor`` × the
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from primitives.training import bf16_autocast
 
 __all__ = [
     "LMTrainConfig",
@@ -117,12 +118,6 @@ def lr_at(cfg: LMTrainConfig, step: int) -> float:
     return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _optimizer(model: nn.Module, cfg: LMTrainConfig, device: torch.device) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -212,7 +207,7 @@ def train_lm(
             x = data[order[b * batch : (b + 1) * batch]].long()  # (B, T+1)
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            with _autocast(device, cfg.bf16):
+            with bf16_autocast(device, cfg.bf16):
                 logits = model(x[:, :-1])  # (B, T, V)
             loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())  # (B·T, V)
             opt.zero_grad(set_to_none=True)
@@ -277,7 +272,7 @@ def eval_loss(
     n_tokens = 0
     for start in range(0, rows.shape[0], batch_size):
         x = rows[start : start + batch_size].to(device).long()  # (b, T+1)
-        with _autocast(device, bf16):
+        with bf16_autocast(device, bf16):
             logits = model(x[:, :-1])  # (b, T, V)
         targets = x[:, 1:]  # (b, T)
         total += F.cross_entropy(

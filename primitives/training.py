@@ -121,7 +121,8 @@ def _accuracy(total: Tensor, correct: Tensor) -> Accuracy:
     return Accuracy(macro=float(macro), token=float(token))
 
 
-def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
+def bf16_autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on CUDA when ``bf16`` is set; elsewhere (CPU) a no-op context."""
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -142,7 +143,7 @@ def score(
     model.eval()
     total = torch.zeros(vocab_size, dtype=torch.int64, device=targets.device)
     correct = torch.zeros_like(total)
-    with _autocast(inputs.device, bf16):
+    with bf16_autocast(inputs.device, bf16):
         for start in range(0, inputs.shape[0], batch_size):
             logits = model(inputs[start : start + batch_size])  # (b, T, V)
             t, c = accuracy_counts(logits, targets[start : start + batch_size], vocab_size)
@@ -226,7 +227,7 @@ def fit_and_score(
                 group["lr"] = _cosine_lr(cfg, epoch)
             for b in range(steps_per_epoch):
                 idx = order[epoch, b * batch : (b + 1) * batch]  # (batch,)
-                with _autocast(device, cfg.bf16):
+                with bf16_autocast(device, cfg.bf16):
                     logits = model(x[idx])  # (batch, T, V)
                 loss = F.cross_entropy(
                     logits.float().flatten(0, 1),  # (batch·T, V)

@@ -345,18 +345,20 @@ def test_compiled_mixed_arrangements_on_gpu() -> None:
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("chunk_size", [8, 16])
 @pytest.mark.parametrize(("switch", "half"), [(None, True), ("1", True), ("0", False)])
 def test_half_residual_switch_sets_the_stream_dtype_under_autocast(
-    switch: str | None, half: bool, monkeypatch: pytest.MonkeyPatch
+    switch: str | None, half: bool, chunk_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """By default (or AIRA_HALF_RESIDUAL=1) every block reads and returns autocast's dtype
     (here CPU bf16); AIRA_HALF_RESIDUAL=0 keeps the stream fp32. Either way the logits agree
-    with fp32 to bf16's precision and the gradients are finite."""
+    with fp32 to bf16's precision and the gradients are finite. Both Mamba2 paths: the chunked
+    scan in three parts (chunk 8) and the one-chunk block (16)."""
     if switch is None:
         monkeypatch.delenv("AIRA_HALF_RESIDUAL", raising=False)
     else:
         monkeypatch.setenv("AIRA_HALF_RESIDUAL", switch)
-    cfgs = _cfgs(chunk_size=16)
+    cfgs = _cfgs(chunk_size=chunk_size)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     seen: list[tuple[torch.dtype, torch.dtype]] = []
     for mixer in fused.mixers:
