@@ -266,10 +266,10 @@ def _parity(
     jobs: list[EvalJob],
     naive: dict[str, Any],
     fused: dict[str, Any],
-    seeds: int,
 ) -> list[dict[str, Any]]:
-    """The parity table from the halves' answers; a half that failed leaves its columns empty
-    and its error in every entry."""
+    """The parity table from the halves' answers (jobs as :func:`_parity_jobs` lists them, the
+    same number of seeds per label); a half that failed leaves its columns empty and its error
+    in every entry."""
     half_errors = {
         f"{name}_error": res["error"] for name, res in (("naive", naive), ("fused", fused))
         if "error" in res
@@ -277,7 +277,7 @@ def _parity(
     blank = [{"status": None, "score": None, "error": None, "final_loss": None}] * len(jobs)
     naive_res, fused_res = naive.get("results", blank), fused.get("results", blank)
     out = []
-    n = seeds  # jobs per label
+    n = len(jobs) // len(labels)  # seeds per label
     for j, label in enumerate(labels):
         nr, fr = naive_res[j * n : (j + 1) * n], fused_res[j * n : (j + 1) * n]
         ns = [r["score"] for r in nr]
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         report["parity_task"], report["parity_epochs"] = args.parity_task, args.parity_epochs
         report["parity_compiled"] = compiled
         report["parity_rule"] = f"|mean fused - mean naive| <= max(naive std, {PARITY_FLOOR})"
-        report["parity"] = _parity(labels, jobs, naive, fused, args.parity_seeds)
+        report["parity"] = _parity(labels, jobs, naive, fused)
         write()
     write()
     print(f"wrote {path} ({report['total_wall_s']:.1f}s)")

@@ -567,9 +567,8 @@ class FusedArrangements(nn.Module):
             x = self.embed[slots, tokens]  # (K, B, T, D)
         else:
             x = self.embed[:, tokens]  # (K, B, T, D)
-        device = x.device.type
-        if torch.is_autocast_enabled(device) and half_residual():
-            x = x.to(torch.get_autocast_dtype(device))  # the blocks' adds keep this dtype
+        if half_residual():  # autocast's dtype when it is on; the blocks' adds keep it
+            x = x.to(_products_dtype(x))
         mixers = iter(self.mixers)
         for i, groups in enumerate(self.layer_groups):
             if len(groups) == 1:

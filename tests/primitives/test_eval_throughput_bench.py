@@ -86,7 +86,7 @@ def test_parity_keeps_the_naive_half_when_the_fused_half_fails(
             for i in range(6)
         ]
     }
-    table = bench._parity(labels, jobs, naive, {"error": "timeout after 240s"}, 2)
+    table = bench._parity(labels, jobs, naive, {"error": "timeout after 240s"})
     assert [e["label"] for e in table] == labels
     first = table[0]
     assert first["naive_scores"] == [0.5, 0.6] and first["naive_final_loss"] == [1.0, 2.0]
