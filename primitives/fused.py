@@ -59,7 +59,7 @@ from primitives.evaluator import (
 )
 from primitives.kernels.causal_conv import causal_conv_silu, causal_conv_supported
 from primitives.kernels.ssd import ssd_supported, ssd_xbc
-from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
+from primitives.kernels.swiglu import swiglu_block, swiglu_supported
 from primitives.kernels.tiny_attention import tiny_attention, tiny_attention_supported
 from primitives.mad import IGNORE_INDEX, MAD_DATA_SEED, TASK_NAMES, MadSplit, MadTask, split_for
 from primitives.mamba2 import gated_rms_norm, ssd_chunked, ssd_one_chunk
@@ -234,12 +234,12 @@ class _StackedMLP(_StackedMixer):
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
         norm, w13, w2 = prm
         eps, kernel_dtype = cst
+        if kernel_dtype is not None:  # norm, gate and up in registers, residual added (Triton)
+            k, b, t, d = x_in.shape
+            rows = x_in.reshape(k, b * t, d)
+            out = swiglu_block(rows, norm, w13.to(kernel_dtype), w2.to(kernel_dtype), eps)
+            return out.view(k, b, t, d)
         x = _rms(x_in, norm, eps)  # (K, B, T, D)
-        if kernel_dtype is not None:  # gate and up stay in registers (Triton)
-            k, b, t, d = x.shape
-            rows = x.reshape(k, b * t, d).to(kernel_dtype)
-            y = swiglu_mlp(rows, w13.to(kernel_dtype), w2.to(kernel_dtype))  # (K, B·T, D)
-            return x_in + y.view(k, b, t, d)
         gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
         return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
 

@@ -1,9 +1,10 @@
-"""The SwiGLU MLP kernels (primitives/kernels/swiglu.py).
+"""The MLP block kernels (primitives/kernels/swiglu.py).
 
 On the CPU the Triton kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, read when the
 kernels are defined, so the check runs in a fresh subprocess); on a GPU (``-m gpu``) compiled,
-in fp32 and bf16. Both compare the output and the gradients of x, w13 and w2 with the naive
-module's formula, (silu(x w1ᵀ) ⊙ (x w3ᵀ)) w2ᵀ, per candidate.
+in bf16 and fp16. Both compare the output and the gradients of x, the norm's weight, w13 and w2
+with the naive block's formula, x + (silu(n w1ᵀ) ⊙ (n w3ᵀ)) w2ᵀ with n = RMSNorm(x) ⊙ weight,
+per candidate.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from primitives.kernels.swiglu import swiglu_mlp, swiglu_supported
+from primitives.kernels.swiglu import swiglu_block, swiglu_supported
 from primitives.model import ModelConfig
 from tests.primitives.kernel_checks import (
     HAS_TRITON,
@@ -36,25 +37,33 @@ SHAPES = [
 GPU_SHAPES = [*SHAPES, (4, 16 * 127, 128, 352)]  # and the proxy's shape
 
 
-def reference(x: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
-    gate, up = torch.bmm(x, w13.transpose(1, 2)).chunk(2, dim=-1)  # (K, M, F) each
-    return torch.bmm(F.silu(gate) * up, w2.transpose(1, 2))  # (K, M, D)
+EPS = 1e-5
+
+
+def reference(x: Tensor, weight: Tensor, w13: Tensor, w2: Tensor) -> Tensor:
+    n = F.rms_norm(x, (x.shape[-1],), eps=EPS) * weight[:, None, :]  # (K, M, D)
+    gate, up = torch.bmm(n, w13.transpose(1, 2)).chunk(2, dim=-1)  # (K, M, F) each
+    return x + torch.bmm(F.silu(gate) * up, w2.transpose(1, 2))  # (K, M, D)
 
 
 def max_errors(shape: tuple[int, ...], device: str, dtype: torch.dtype) -> list[float]:
-    """Relative max errors of (y, dx, dw13, dw2) against the fp32 reference."""
+    """Relative max errors of (out, dx, dweight, dw13, dw2) against the fp32 reference (x and
+    the products in ``dtype``, the norm's weight in fp32, as in the fused evaluator)."""
     k, m, d, f = shape
     gen = torch.Generator().manual_seed(sum(shape))
     host = [
-        torch.randn(k, m, d, generator=gen),
+        torch.randn(k, m, d, generator=gen) * 3.0,  # an RMS far from 1
+        1.0 + 0.5 * torch.randn(k, d, generator=gen),
         torch.randn(k, 2 * f, d, generator=gen) / d**0.5,
         torch.randn(k, d, f, generator=gen) / f**0.5,
     ]
     dy = torch.randn(k, m, d, generator=gen)
-    ins = [t.to(device, dtype).requires_grad_(True) for t in host]
-    y = swiglu_mlp(*ins)
+    dtypes = [dtype, torch.float32, dtype, dtype]
+    ins = [t.to(device, dt).requires_grad_(True) for t, dt in zip(host, dtypes, strict=True)]
+    y = swiglu_block(*ins, eps=EPS)
     assert y.shape == (k, m, d) and y.dtype == dtype
     grads = torch.autograd.grad(y, ins, dy.to(device, dtype))
+    assert [g.dtype for g in grads] == dtypes
     refs = [t.to(device).requires_grad_(True) for t in host]
     return errors_against_reference(y, grads, reference, refs, dy.to(device))
 
@@ -95,15 +104,21 @@ def test_supported_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_mismatched_shapes_are_named() -> None:
-    x = torch.zeros(2, 5, 8)
+    x, norm = torch.zeros(2, 5, 8), torch.ones(2, 8)
     with pytest.raises(ValueError, match=r"w13 \(2, 12, 8\) and w2 \(3, 8, 6\) do not match"):
-        swiglu_mlp(x, torch.zeros(2, 12, 8), torch.zeros(3, 8, 6))
+        swiglu_block(x, norm, torch.zeros(2, 12, 8), torch.zeros(3, 8, 6), EPS)
     with pytest.raises(ValueError, match=r"w13 \(2, 10, 8\) is not the gate and up rows"):
-        swiglu_mlp(x, torch.zeros(2, 10, 8), torch.zeros(2, 8, 6))
+        swiglu_block(x, norm, torch.zeros(2, 10, 8), torch.zeros(2, 8, 6), EPS)
+    with pytest.raises(ValueError, match=r"norm weight \(2, 7\) does not match x: expected"):
+        swiglu_block(x, torch.ones(2, 7), torch.zeros(2, 12, 8), torch.zeros(2, 8, 6), EPS)
     with pytest.raises(ValueError, match="width 300: the kernels take rows of at most 256"):
-        swiglu_mlp(torch.zeros(1, 2, 300), torch.zeros(1, 4, 300), torch.zeros(1, 300, 2))
-    with pytest.raises(ValueError, match="mixed dtypes"):
-        swiglu_mlp(x, torch.zeros(2, 12, 8), torch.zeros(2, 8, 6, dtype=torch.float64))
+        swiglu_block(
+            torch.zeros(1, 2, 300), torch.ones(1, 300), torch.zeros(1, 4, 300),
+            torch.zeros(1, 300, 2), EPS,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="mixed product dtypes"):
+        w2_64 = torch.zeros(2, 8, 6, dtype=torch.float64)
+        swiglu_block(x, norm, torch.zeros(2, 12, 8), w2_64, EPS)
 
 
 test_kernels_match_reference_on_gpu = reference_test_on_gpu(
@@ -125,6 +140,7 @@ def test_fused_mlp_same_with_and_without_kernel() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp32_on_gpu_is_named() -> None:
-    x = torch.zeros(1, 4, 16, device="cuda")
-    with pytest.raises(ValueError, match=r"torch\.float32 on CUDA: the kernels take bf16 or fp16"):
-        swiglu_mlp(x, torch.zeros(1, 48, 16, device="cuda"), torch.zeros(1, 16, 24, device="cuda"))
+    x, norm = torch.zeros(1, 4, 16, device="cuda"), torch.ones(1, 16, device="cuda")
+    w13, w2 = torch.zeros(1, 48, 16, device="cuda"), torch.zeros(1, 16, 24, device="cuda")
+    with pytest.raises(ValueError, match=r"torch\.float32 products on CUDA: the kernels take"):
+        swiglu_block(x, norm, w13, w2, EPS)
