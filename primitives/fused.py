@@ -113,6 +113,42 @@ def half_residual() -> bool:
     return os.environ.get("AIRA_HALF_RESIDUAL", "1") != "0"
 
 
+ONE_HOT_MAX_VOCAB = 1024
+"""The largest vocabulary :func:`_embed` looks up as a one-hot product."""
+
+
+def _embed(table: Tensor, tokens: Tensor) -> Tensor:
+    """Each candidate's rows of its own table. table (K, V, D); tokens (B, T) shared or
+    (K, B, T) per candidate -> (K, B, T, D).
+
+    With the bf16 stream (:func:`half_residual`) and at most :data:`ONE_HOT_MAX_VOCAB` tokens
+    (MAD's tasks have 16 to 256) the lookup is a product with the tokens' one-hot rows, in
+    autocast's dtype: the same rounded rows as a lookup then a cast, and a backward that is one
+    batched product (fp32 accumulation) instead of an indexed scatter of the (K, B·T, D)
+    gradient. Otherwise a lookup, cast to the stream's dtype.
+    """
+    k, v, _ = table.shape
+    half = half_residual() and _products_dtype(table) != table.dtype
+    if half and v <= ONE_HOT_MAX_VOCAB:
+        codes = torch.arange(v, device=tokens.device)
+        one_hot = (tokens[..., None] == codes).to(_products_dtype(table))  # (..., B, T, V)
+        if tokens.dim() == 2:
+            one_hot = one_hot.expand(k, *one_hot.shape)  # (K, B, T, V), a view
+        return torch.matmul(one_hot.flatten(1, 2), table).view(k, *tokens.shape[-2:], -1)
+    if tokens.dim() == 3:  # candidate k reads its own rows of its own table
+        slots = torch.arange(k, device=tokens.device)[:, None, None]  # (K, 1, 1)
+        x = table[slots, tokens]  # (K, B, T, D)
+    else:
+        x = table[:, tokens]  # (K, B, T, D)
+    return x.to(_products_dtype(table)) if half else x
+
+
+def _logits(x: Tensor, norm: Tensor, head_w: Tensor, eps: float) -> Tensor:
+    """The final norm and the head. x (K, B, T, D), norm (K, D), head_w (K, V, D) ->
+    (K, B, T, V)."""
+    return _bmm_t(_rms(x, norm, eps), head_w)
+
+
 def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     """RMSNorm per candidate. x (K, B, T, D), weight (K, D) -> (K, B, T, D)."""
     return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight[:, None, None, :]
@@ -537,6 +573,7 @@ class FusedArrangements(nn.Module):
         self.norm_f = _stack([m.norm_f.weight for m in models])  # (K, D)
         self.head_w = _stack([m.head.weight for m in models])  # (K, V, D)
         self.head_b = _stack([m.head.bias for m in models]) if base.head_bias else None  # (K, V)
+        self.compiled = False  # the head and the training loss compiled too
 
     def compile_blocks(self, on: bool = True) -> FusedArrangements:
         """Run every stacked block through ``torch.compile`` (one graph per primitive, shared
@@ -555,6 +592,7 @@ class FusedArrangements(nn.Module):
             torch._dynamo.config.suppress_errors = True
         for mixer in self.mixers:
             cast(_StackedMixer, mixer).compiled = on
+        self.compiled = on
         return self
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -562,13 +600,7 @@ class FusedArrangements(nn.Module):
 
         Returns: (K, B, T, V).
         """
-        if tokens.dim() == 3:  # candidate k reads its own rows of its own table
-            slots = torch.arange(self.k, device=tokens.device)[:, None, None]  # (K, 1, 1)
-            x = self.embed[slots, tokens]  # (K, B, T, D)
-        else:
-            x = self.embed[:, tokens]  # (K, B, T, D)
-        if half_residual():  # autocast's dtype when it is on; the blocks' adds keep it
-            x = x.to(_products_dtype(x))
+        x = _embed(self.embed, tokens)  # (K, B, T, D)
         mixers = iter(self.mixers)
         for i, groups in enumerate(self.layer_groups):
             if len(groups) == 1:
@@ -589,7 +621,8 @@ class FusedArrangements(nn.Module):
             h = _bmm_t(_rms(h, self.dec_n2, self.eps), self.dec_w2)  # (K, B, T, D)
             h = F.gelu(h + self.dec_b2[:, None, None])
             x = h  # (K, B, T, D)
-        logits = _bmm_t(_rms(x, self.norm_f, self.eps), self.head_w)  # (K, B, T, V)
+        head = _compiled_fn(_logits) if self.compiled else _logits
+        logits = head(x, self.norm_f, self.head_w, self.eps)  # (K, B, T, V)
         if self.head_b is not None:
             logits = logits + self.head_b[:, None, None, :].to(logits.dtype)
         return logits
@@ -659,7 +692,10 @@ def fused_train_step(
     """
     with bf16_autocast(tokens.device, bf16):
         logits = model(tokens)  # (K, B, T, V)
-    loss, per = _fused_loss(logits, targets)
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] = (
+        _compiled_fn(_fused_loss) if model.compiled else _fused_loss
+    )
+    loss, per = loss_fn(logits, targets)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     opt.step()
