@@ -121,11 +121,11 @@ def _embed(table: Tensor, tokens: Tensor) -> Tensor:
     """Each candidate's rows of its own table. table (K, V, D); tokens (B, T) shared or
     (K, B, T) per candidate -> (K, B, T, D).
 
-    With the bf16 stream (:func:`half_residual`) and at most :data:`ONE_HOT_MAX_VOCAB` tokens
-    (MAD's tasks have 16 to 256) the lookup is a product with the tokens' one-hot rows, in
-    autocast's dtype: the same rounded rows as a lookup then a cast, and a backward that is one
-    batched product (fp32 accumulation) instead of an indexed scatter of the (K, B·T, D)
-    gradient. Otherwise a lookup, cast to the stream's dtype.
+    With the bf16 stream (:func:`half_residual`) and a vocabulary of at most
+    :data:`ONE_HOT_MAX_VOCAB` (MAD's tasks have 16 to 256) the lookup is a product with the
+    tokens' one-hot rows, in autocast's dtype: the same rounded rows as a lookup then a cast, and
+    a backward that is one batched product (fp32 accumulation) instead of an indexed scatter of
+    the (K, B·T, D) gradient. Otherwise a lookup, cast to the stream's dtype.
     """
     k, v, _ = table.shape
     half = half_residual() and _products_dtype(table) != table.dtype

@@ -107,6 +107,7 @@ def _fwd_kernel(
     k, offs_m, m_ok, offs_d, d_ok = _row_block(M, D, DP, BLOCK_M)
     dt = w13.dtype.element_ty
     x_k = x + k * M * D
+    # not `_`: the loop below rebinds `_`, and Triton gives a name one type through a loop
     _rstd, _w, nt = _normed(x_k, weight + k * D, eps, offs_m, m_ok, offs_d, d_ok, D, dt)
     w13_k = w13 + k * 2 * F * D
     w2_k = w2 + k * D * F

@@ -35,7 +35,8 @@ MAX_WIDTH = 256
 
 
 def swiglu_supported(device: torch.device, d_model: int, dtype: torch.dtype) -> bool:
-    """Whether :func:`swiglu_mlp` runs a layer of width ``d_model`` in ``dtype`` on this device."""
+    """Whether :func:`swiglu_block` runs a layer of width ``d_model`` with its products in
+    ``dtype`` on this device."""
     return (
         device.type == "cuda"
         and dtype in HALF_DTYPES
