@@ -1,13 +1,16 @@
-"""Checks shared by the Triton kernels' tests: their interpreter run, and the fused evaluator
-giving the same model with and without one kernel (GPU)."""
+"""Checks shared by the Triton kernels' tests: their interpreter run, the fused evaluator giving
+the same model with and without one kernel (GPU), and their launches captured on the CPU and
+compiled for sm_90 without a GPU (also used by bench/kernel_sass.py)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +159,104 @@ def reference_test_on_gpu(
         assert max(errors) < tol, errors
 
     return test
+
+
+KERNEL_TEST_MODULES = ("test_tiny_attention", "test_swiglu", "test_causal_conv", "test_ssd_kernel")
+"""The test modules of the Triton kernels, each with ``max_errors`` and ``GPU_SHAPES``."""
+
+# torch dtype -> Triton's pointer element type
+_ELEMENT = {
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+    torch.float32: "fp32",
+    torch.int32: "i32",
+    torch.int64: "i64",
+}
+
+
+def _triton_type(value: object) -> str:
+    if isinstance(value, Tensor):
+        return "*" + _ELEMENT[value.dtype]
+    if isinstance(value, bool):
+        return "i1"
+    if isinstance(value, int):
+        return "i32" if -(2**31) <= value < 2**31 else "i64"
+    if isinstance(value, float):
+        return "fp32"
+    raise TypeError(f"no Triton type for {type(value).__name__} argument {value!r}")
+
+
+@dataclass(frozen=True)
+class KernelLaunch:
+    """One launch of an autotuned kernel in one configuration, as Triton would compile it."""
+
+    label: str  # "<module>.<kernel> <config>"
+    kernel: Any  # the JITFunction
+    signature: dict[str, str]
+    constexprs: dict[str, Any]
+    options: dict[str, int]
+
+    @property
+    def name(self) -> str:
+        return self.label.split(" ")[0]
+
+    def compile_sm90(self) -> Any:
+        """Triton's front end, LLVM and ptxas for sm_90 (no GPU needed): the compiled kernel."""
+        import triton
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        src = ASTSource(self.kernel, self.signature, constexprs=self.constexprs)
+        return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=self.options)
+
+
+@contextmanager
+def _launches_captured() -> Iterator[list[tuple[Any, dict[str, Any], Any]]]:
+    """While open, autotuned Triton launches are recorded, not run: (kernel, its arguments by
+    name, config) for every configuration the autotuner would time after its pruning."""
+    from triton.runtime.autotuner import Autotuner
+
+    launches: list[tuple[Any, dict[str, Any], Any]] = []
+
+    def capture(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("grid", "warmup")}
+        self.nargs = dict(zip(self.arg_names, args, strict=False))
+        configs = self.prune_configs(kwargs)
+        named = self.nargs | kwargs
+        self.nargs = None
+        launches.extend((self.fn, named, config) for config in configs)
+
+    run = Autotuner.run
+    Autotuner.run = capture  # type: ignore[method-assign]
+    try:
+        yield launches
+    finally:
+        Autotuner.run = run  # type: ignore[method-assign]
+
+
+def gpu_check_launches(dtype: torch.dtype = torch.bfloat16) -> list[KernelLaunch]:
+    """Every distinct launch, in every configuration its autotuner would time, of the kernel
+    modules' GPU checks at their largest (the proxy's) shapes in ``dtype``: the checks run on
+    CPU tensors with the launches captured instead of run."""
+    with _launches_captured() as captured:
+        for name in KERNEL_TEST_MODULES:
+            module = importlib.import_module(f"tests.primitives.{name}")
+            module.max_errors(module.GPU_SHAPES[-1], "cpu", dtype)
+    out, seen = [], set()
+    for fn, named, config in captured:
+        constexprs = named | config.kwargs
+        signature = {}
+        for param in fn.params:
+            if param.is_constexpr:
+                signature[param.name] = "constexpr"
+            else:
+                signature[param.name] = _triton_type(constexprs.pop(param.name))
+        options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+        if config.maxnreg is not None:
+            options["maxnreg"] = config.maxnreg
+        label = f"{fn.fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__} {config}"
+        key = (label, repr(sorted(signature.items())), repr(sorted(constexprs.items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(KernelLaunch(label, fn, signature, constexprs, options))
+    return out
