@@ -122,9 +122,9 @@ def _fwd_kernel(
         a_ptr = act_k + offs_m[:, None] * F + offs_n[None, :]
         tl.store(a_ptr, a, mask=m_ok[:, None] & n_ok[None, :])
         acc += tl.dot(a, tl.trans(w2t), input_precision=PREC)
-    # the residual, read again; Triton merges this read with the one before the loop, so x's
-    # tile stays in registers through it and spills (bench/kernel_sass.py; a branch that avoids
-    # it, next/mlp-block-spills, awaits a GPU measurement)
+    # the residual, read again; Triton shares this read's address tile with the read before the
+    # loop, so a (rows, D) tile stays in registers through it and spills (bench/kernel_sass.py;
+    # a branch that avoids it, next/mlp-block-spills, awaits a GPU measurement)
     acc += _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D)
     _store_rows(out + k * M * D, acc, offs_m, m_ok, offs_d, d_ok, D)
 
@@ -163,8 +163,8 @@ def _bwd_kernel(
         tl.store(rows + F + offs_n[None, :], dup, mask=mask)
         dn += tl.dot(dgate, w1, input_precision=PREC)
         dn += tl.dot(dup, w3, input_precision=PREC)
-    # the norm's backward, x and dout read again (merged with the reads before the loop, as in
-    # the forward): with x̂ = x / rms and a = dL/dn ⊙ weight,
+    # the norm's backward, x and dout read again (sharing the address tiles of the reads before
+    # the loop, as in the forward): with x̂ = x / rms and a = dL/dn ⊙ weight,
     # dL/dx = dout + (a - x̂ mean(a ⊙ x̂)) / rms
     xhat = _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D) * rstd[:, None]
     a = dn * w[None, :]
