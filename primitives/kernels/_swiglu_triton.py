@@ -48,6 +48,15 @@ def _rows_tile(ptr, offs_m, offs_d, m_ok, d_ok, D: tl.constexpr):  # pragma: no 
 
 
 @triton.jit
+def _block_rows(ptr, M, m0, D: tl.constexpr, DP: tl.constexpr,
+                BLOCK_M: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """Rows m0 .. m0 + BLOCK_M of a (M, D) matrix through a block pointer: (rows, DP) fp32,
+    zero past its edges."""
+    rows = tl.make_block_ptr(ptr, (M, D), (D, 1), (m0, 0), (BLOCK_M, DP), (1, 0))
+    return tl.load(rows, boundary_check=(0, 1), padding_option="zero").to(tl.float32)
+
+
+@triton.jit
 def _row_block(M, D: tl.constexpr, DP: tl.constexpr,
                BLOCK_M: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
     """This program's candidate k (64-bit), its rows and their mask, the width offsets and
@@ -112,7 +121,10 @@ def _fwd_kernel(
     w13_k = w13 + k * 2 * F * D
     w2_k = w2 + k * D * F
     act_k = act + k * M * F
-    acc = tl.zeros((BLOCK_M, DP), dtype=tl.float32)
+    # the residual starts the sum: a second read of x after the loop would be merged with the
+    # first and hold x's tile in registers through the loop (224 B of spills per thread at
+    # BLOCK_M 64, 4 warps; none this way: bench/kernel_sass.py)
+    acc = _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D)
     for n0 in range(0, F, BLOCK_N):
         # fmt: off
         offs_n, n_ok, _, _, w2t, g, u = _gate_up(nt, w13_k, w2_k, n0, offs_d, d_ok, D, F,
@@ -122,10 +134,6 @@ def _fwd_kernel(
         a_ptr = act_k + offs_m[:, None] * F + offs_n[None, :]
         tl.store(a_ptr, a, mask=m_ok[:, None] & n_ok[None, :])
         acc += tl.dot(a, tl.trans(w2t), input_precision=PREC)
-    # the residual, read again; Triton shares this read's address tile with the read before the
-    # loop, so a (rows, D) tile stays in registers through it and spills (bench/kernel_sass.py;
-    # a branch that avoids it, next/mlp-block-spills, awaits a GPU measurement)
-    acc += _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D)
     _store_rows(out + k * M * D, acc, offs_m, m_ok, offs_d, d_ok, D)
 
 
@@ -163,15 +171,17 @@ def _bwd_kernel(
         tl.store(rows + F + offs_n[None, :], dup, mask=mask)
         dn += tl.dot(dgate, w1, input_precision=PREC)
         dn += tl.dot(dup, w3, input_precision=PREC)
-    # the norm's backward, x and dout read again (sharing the address tiles of the reads before
-    # the loop, as in the forward): with x̂ = x / rms and a = dL/dn ⊙ weight,
-    # dL/dx = dout + (a - x̂ mean(a ⊙ x̂)) / rms
-    xhat = _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D) * rstd[:, None]
+    # the norm's backward, x and dout read again: with x̂ = x / rms and a = dL/dn ⊙ weight,
+    # dL/dx = dout + (a - x̂ mean(a ⊙ x̂)) / rms. Read through block pointers: the same pointer
+    # tiles as the reads before the loop would be merged with them and kept through the loop
+    # (2168 B of spills per thread at BLOCK_M 64, 4 warps; 752 B this way: bench/kernel_sass.py)
+    m0 = tl.program_id(0) * BLOCK_M
+    xhat = _block_rows(x_k, M, m0, D, DP, BLOCK_M) * rstd[:, None]
     a = dn * w[None, :]
     mean = tl.sum(a * xhat, axis=1) / D
-    grad = _rows_tile(dout_k, offs_m, offs_d, m_ok, d_ok, D)
-    grad += rstd[:, None] * (a - xhat * mean[:, None])
-    _store_rows(dx + k * M * D, grad, offs_m, m_ok, offs_d, d_ok, D)
+    grad = _block_rows(dout_k, M, m0, D, DP, BLOCK_M) + rstd[:, None] * (a - xhat * mean[:, None])
+    rows = tl.make_block_ptr(dx + k * M * D, (M, D), (D, 1), (m0, 0), (BLOCK_M, DP), (1, 0))
+    tl.store(rows, grad.to(dx.dtype.element_ty), boundary_check=(0, 1))
     # dL/dweight in parts of PART rows each, so that every configuration fills every part
     part = tl.sum(tl.reshape(dn * xhat, (BLOCK_M // PART, PART, DP)), axis=1)
     slots = tl.program_id(0) * (BLOCK_M // PART) + tl.arange(0, BLOCK_M // PART)
