@@ -24,6 +24,10 @@ final training losses get the same spread and gap (``naive_loss_spread_std``,
 trains all the parity jobs together, seeds included (each candidate on its own seed's data).
 The two halves run in separate children (each bounded by ``--parity-limit-s``), so a fused half
 that runs out of time on a cold compile cache keeps the naive half's scores in the JSON.
+``--parity-naive-from REPORT`` takes the naive half from an earlier report of the same jobs
+instead of training it again (fp32, one job at a time: its scores have repeated exactly from
+run to run and from H100 to H200), so the run's time goes to the fused half; the report's file
+name and card are recorded as ``parity_naive_from``.
 
 Every measurement runs in its own child process (``--child SPEC``), so an out-of-memory failure
 or a hung compile cannot poison the next one; the parent retries a fused measurement that ran
@@ -261,6 +265,41 @@ def _parity_half(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def naive_parity_from(
+    path: Path, st: Setting, spec: dict[str, Any], labels: list[str], jobs: list[EvalJob]
+) -> dict[str, Any]:
+    """The naive half of parity, as :func:`_parity` takes it, from an earlier report's parity
+    table. Raises ValueError naming what does not match this run's jobs (fidelity, task,
+    epochs, an arrangement, fewer finished seeds)."""
+    where = f"--parity-naive-from {path}"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{where}: not a readable JSON report ({_first_line(exc)})") from exc
+    want = {"fidelity": st.fid.name, "parity_task": spec["task"], "parity_epochs": spec["epochs"]}
+    for key, value in want.items():
+        if old.get(key) != value:
+            raise ValueError(f"{where}: its {key} is {old.get(key)!r}, this run's is {value!r}")
+    entries = {e.get("label"): e for e in old.get("parity", [])}
+    n = spec["seeds"]  # seeds 0 .. n-1, per label
+    results = []
+    for j, label in enumerate(labels):
+        layers = " ".join(jobs[j * n].layers)
+        entry = entries.get(label)
+        if entry is None or entry.get("layers") != layers:
+            raise ValueError(f"{where}: no naive parity of {label} ({layers})")
+        columns = ("naive_status", "naive_scores", "naive_final_loss")
+        rows = list(zip(*(entry[c] for c in columns), strict=True))
+        if len(rows) < n or any(status is None for status, _, _ in rows[:n]):
+            finished = sum(status is not None for status, _, _ in rows)
+            raise ValueError(f"{where}: {label} has {finished} finished naive seeds, not {n}")
+        results += [
+            {"status": status, "score": score, "error": None, "final_loss": loss}
+            for status, score, loss in rows[:n]
+        ]
+    return {"results": results, "from": f"{path.name} ({old.get('card')})"}
+
+
 def _parity(
     labels: list[str],
     jobs: list[EvalJob],
@@ -431,6 +470,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--parity-epochs", type=int, default=6)
     parser.add_argument("--parity-seeds", type=int, default=3)
     parser.add_argument("--no-parity", action="store_true")
+    parser.add_argument(
+        "--parity-naive-from",
+        type=Path,
+        default=None,
+        help="an earlier report whose naive parity half this run reuses",
+    )
     parser.add_argument("--child-limit-s", type=float, default=240.0)
     parser.add_argument(
         "--parity-limit-s", type=float, default=None, help="per parity half (default: child's)"
@@ -471,6 +516,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(out))
         return 0
 
+    parity_spec = {
+        "what": "parity",
+        "task": args.parity_task,
+        "epochs": args.parity_epochs,
+        "seeds": args.parity_seeds,
+        "compiled": "compiled" in args.modes.split(","),
+    }
+    naive_parity = None
+    if args.parity_naive_from is not None and not args.no_parity:
+        try:  # checked before anything runs
+            naive_parity = naive_parity_from(
+                args.parity_naive_from, st, parity_spec, *_parity_jobs(st, parity_spec)
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     runner = Runner(list(argv), args.budget_s)  # the setting travels as the same flags
     card, host = _card(st.device), _host_cpu()
     modes = [m for m in args.modes.split(",") if m]
@@ -532,24 +593,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             write()
     if not args.no_parity:
-        compiled = "compiled" in modes
-        spec = {
-            "what": "parity",
-            "task": args.parity_task,
-            "epochs": args.parity_epochs,
-            "seeds": args.parity_seeds,
-            "compiled": compiled,
-        }
+        spec, compiled = parity_spec, parity_spec["compiled"]
+        naive_from = "" if naive_parity is None else f" (from {naive_parity['from']})"
         print(
             f"parity: {args.parity_task}, {args.parity_epochs} epochs, "
-            f"{args.parity_seeds} seeds; naive, then fused{' compiled' if compiled else ''}",
+            f"{args.parity_seeds} seeds; naive{naive_from}, then "
+            f"fused{' compiled' if compiled else ''}",
             flush=True,
         )
         half_limit = args.parity_limit_s or limit
-        naive, fused = (runner.run(spec | {"half": h}, half_limit) for h in ("naive", "fused"))
+        naive = naive_parity or runner.run(spec | {"half": "naive"}, half_limit)
+        fused = runner.run(spec | {"half": "fused"}, half_limit)
         labels, jobs = _parity_jobs(st, spec)
         report["parity_task"], report["parity_epochs"] = args.parity_task, args.parity_epochs
         report["parity_compiled"] = compiled
+        if naive_parity is not None:
+            report["parity_naive_from"] = naive_parity["from"]
         report["parity_rule"] = f"|mean fused - mean naive| <= max(naive std, {PARITY_FLOOR})"
         report["parity"] = _parity(labels, jobs, naive, fused)
         write()
