@@ -26,11 +26,11 @@ multiplies by the softmax scale per gradient row instead of per score and takes 
 product itself (two spare value columns). The rotary tables are loaded once per program when one
 query block is the whole sequence (the tuned case). These two took the backward from 1.79 to
 1.58 ms and the forward from 0.66 to 0.62 ms on an H100 (4096 sequences x T 127, 16 heads x 8,
-bf16; stop 17). (Transposed scores in the
-backward, keys x queries, so that P^T and dS^T would feed the dV and dK products without a
-transpose, measured slower on an H200: 2.93 against 2.34 ms. Skipping the causal mask's zero
-blocks did not pay either: T in 4 query/key blocks took 5.21 against 3.43 ms forward and backward,
-in 2 blocks 3.32 against 3.44 ms, with a slower forward.)
+bf16; stop 17). (Transposed scores in the backward, keys x queries, so that P^T and dS^T would
+feed the dV and dK products without a transpose, measured slower on an H200: 2.93 against
+2.34 ms. Skipping the causal mask's zero blocks did not pay either: T in 4 query/key blocks took
+5.21 against 3.43 ms forward and backward, in 2 blocks 3.32 against 3.44 ms, with a slower
+forward.)
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def _bwd_kernel(
     qkv, cos_ptr, sin_ptr, out, dout, lse_ptr, dqkv,
     T, B, s_qk, s_ok, s_dok, s_dok_c, s_dok_t, qk_scale, scale,
     H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
     n = tl.program_id(0)
     g = tl.program_id(1)
@@ -203,11 +203,12 @@ def _bwd_kernel(
     kp = (kp * qk_scale).to(dt)  # for the scores, as in the forward pass
     v_ptr = _head_ptrs(base, H + G + g, t0, offs_t, offs_v, bt, P)
     v = tl.load(v_ptr, mask=in_t[:, None] & v_ok, other=0.0)
-    # Δ = rowsum(dO ⊙ O) folded into the dP product when the padded head has two spare value
-    # columns: ones there in V, -Δ in dO (split into two parts of the products' dtype, so that
-    # the fp32 sum keeps Δ's precision) make dO·Vᵀ = dP - Δ, one subtraction per score fewer
+    # FOLD: Δ = rowsum(dO ⊙ O) folded into the dP product (the padded head has two spare value
+    # columns; bf16 or fp32, whose range holds Δ): ones there in V, -Δ in dO (split into two parts
+    # of the products' dtype, so that the fp32 sum keeps Δ's precision) make dO·Vᵀ = dP - Δ, one
+    # subtraction per score fewer
     spare = (offs_v == P) | (offs_v == P + 1)
-    if P + 2 <= VW:
+    if FOLD:
         v = tl.where(spare[None, :], 1.0, v.to(tl.float32)).to(dt)
     dkp = tl.zeros((BLOCK_T, 2 * HW), dtype=tl.float32)
     dv = tl.zeros((BLOCK_T, VW), dtype=tl.float32)
@@ -234,7 +235,7 @@ def _bwd_kernel(
             o_ptr = _head_ptrs(out + k_idx * s_ok, h, t0, offs_m, offs_v, bt, P)
             o = tl.load(o_ptr, mask=m_mask, other=0.0)
             delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
-            if P + 2 <= VW:
+            if FOLD:
                 hi = delta.to(dt)
                 lo = (delta - hi.to(tl.float32)).to(dt)
                 folded = tl.where(offs_v[None, :] == P, -hi[:, None], -lo[:, None])
@@ -242,7 +243,7 @@ def _bwd_kernel(
             dv += tl.dot(tl.trans(p.to(dt)), do)
             dp = tl.dot(do, tl.trans(v))
             # dS without the softmax scale, which multiplies dQ and dK once per row instead
-            if P + 2 > VW:  # not folded into the product
+            if not FOLD:
                 dp -= delta[:, None]
             ds = (p * dp).to(dt)
             # ds · k_packed = [dL/dq_rot | dL/dq_rot_perm]: each half alone carries the full
@@ -337,6 +338,9 @@ def tiny_attention_bwd(
     if dout.stride(2) != 1 and dout.stride(1) != 1:
         dout = dout.contiguous()
     dqkv = torch.empty_like(qkv)
+    args = _launch_args(seq_len, p)
+    # Δ folded into the dP product where there are two spare value columns and Δ fits the dtype
+    fold = p + 2 <= args["VW"] and qkv.dtype != torch.float16
     _bwd_kernel[(k * b, kv_heads)](
         qkv,
         cos,
@@ -357,7 +361,8 @@ def tiny_attention_bwd(
         H=n_heads,
         G=kv_heads,
         P=p,
-        **_launch_args(seq_len, p),
+        FOLD=fold,
+        **args,
     )
     return dqkv
 
