@@ -48,15 +48,6 @@ def _rows_tile(ptr, offs_m, offs_d, m_ok, d_ok, D: tl.constexpr):  # pragma: no 
 
 
 @triton.jit
-def _block_rows(ptr, M, m0, D: tl.constexpr, DP: tl.constexpr,
-                BLOCK_M: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """Rows m0 .. m0 + BLOCK_M of a (M, D) matrix through a block pointer: (rows, DP) fp32,
-    zero past its edges."""
-    rows = tl.make_block_ptr(ptr, (M, D), (D, 1), (m0, 0), (BLOCK_M, DP), (1, 0))
-    return tl.load(rows, boundary_check=(0, 1), padding_option="zero").to(tl.float32)
-
-
-@triton.jit
 def _row_block(M, D: tl.constexpr, DP: tl.constexpr,
                BLOCK_M: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
     """This program's candidate k (64-bit), its rows and their mask, the width offsets and
@@ -172,16 +163,16 @@ def _bwd_kernel(
         dn += tl.dot(dgate, w1, input_precision=PREC)
         dn += tl.dot(dup, w3, input_precision=PREC)
     # the norm's backward, x and dout read again: with x̂ = x / rms and a = dL/dn ⊙ weight,
-    # dL/dx = dout + (a - x̂ mean(a ⊙ x̂)) / rms. Read through block pointers: the same pointer
-    # tiles as the reads before the loop would be merged with them and kept through the loop
-    # (2168 B of spills per thread at BLOCK_M 64, 4 warps; 752 B this way: bench/kernel_sass.py)
-    m0 = tl.program_id(0) * BLOCK_M
-    xhat = _block_rows(x_k, M, m0, D, DP, BLOCK_M) * rstd[:, None]
+    # dL/dx = dout + (a - x̂ mean(a ⊙ x̂)) / rms. Triton shares these reads' address tiles with
+    # the reads before the loop and holds them through it (696 B or more of spills per thread,
+    # bench/kernel_sass.py). Reading through block pointers left fewer (752 against 2168 B at
+    # BLOCK_M 64, 4 warps) for no measured gain (stop 17), and Triton 3.9 removed them.
+    xhat = _rows_tile(x_k, offs_m, offs_d, m_ok, d_ok, D) * rstd[:, None]
     a = dn * w[None, :]
     mean = tl.sum(a * xhat, axis=1) / D
-    grad = _block_rows(dout_k, M, m0, D, DP, BLOCK_M) + rstd[:, None] * (a - xhat * mean[:, None])
-    rows = tl.make_block_ptr(dx + k * M * D, (M, D), (D, 1), (m0, 0), (BLOCK_M, DP), (1, 0))
-    tl.store(rows, grad.to(dx.dtype.element_ty), boundary_check=(0, 1))
+    grad = _rows_tile(dout_k, offs_m, offs_d, m_ok, d_ok, D)
+    grad += rstd[:, None] * (a - xhat * mean[:, None])
+    _store_rows(dx + k * M * D, grad, offs_m, m_ok, offs_d, d_ok, D)
     # dL/dweight in parts of PART rows each, so that every configuration fills every part
     part = tl.sum(tl.reshape(dn * xhat, (BLOCK_M // PART, PART, DP)), axis=1)
     slots = tl.program_id(0) * (BLOCK_M // PART) + tl.arange(0, BLOCK_M // PART)
