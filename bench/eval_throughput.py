@@ -288,8 +288,14 @@ def naive_parity_from(
         entry = entries.get(label)
         if entry is None or entry.get("layers") != layers:
             raise ValueError(f"{where}: no naive parity of {label} ({layers})")
-        columns = ("naive_status", "naive_scores", "naive_final_loss")
-        rows = list(zip(*(entry[c] for c in columns), strict=True))
+        columns = [
+            entry.get(c) or [] for c in ("naive_status", "naive_scores", "naive_final_loss")
+        ]
+        if len({len(c) for c in columns}) != 1:
+            raise ValueError(
+                f"{where}: {label}'s naive statuses, scores and losses differ in length"
+            )
+        rows = list(zip(*columns, strict=True))
         if len(rows) < n or any(status is None for status, _, _ in rows[:n]):
             finished = sum(status is not None for status, _, _ in rows)
             raise ValueError(f"{where}: {label} has {finished} finished naive seeds, not {n}")

@@ -149,6 +149,9 @@ def test_naive_parity_from_checks_the_jobs(
     unfinished[0] |= {"naive_status": ["ok", None]}
     msg = error(parity=unfinished)
     assert "(mA M)x2 has 1 finished naive seeds, not 2" in msg
+    ragged = [dict(e) for e in entries]
+    ragged[2] |= {"naive_scores": [0.5]}
+    assert "random3's naive statuses, scores and losses differ in length" in error(parity=ragged)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.json: not a readable JSON report"):
         bench.naive_parity_from(tmp_path / "bad.json", setting, spec, labels, jobs)
