@@ -39,7 +39,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -128,10 +128,11 @@ def _embed(table: Tensor, tokens: Tensor) -> Tensor:
     the (K, B·T, D) gradient. Otherwise a lookup, cast to the stream's dtype.
     """
     k, v, _ = table.shape
-    half = half_residual() and _products_dtype(table) != table.dtype
+    dtype = _products_dtype(table)
+    half = half_residual() and dtype != table.dtype
     if half and v <= ONE_HOT_MAX_VOCAB:
         codes = torch.arange(v, device=tokens.device)
-        one_hot = (tokens[..., None] == codes).to(_products_dtype(table))  # (..., B, T, V)
+        one_hot = (tokens[..., None] == codes).to(dtype)  # (..., B, T, V)
         if tokens.dim() == 2:
             one_hot = one_hot.expand(k, *one_hot.shape)  # (K, B, T, V), a view
         return torch.matmul(one_hot.flatten(1, 2), table).view(k, *tokens.shape[-2:], -1)
@@ -140,7 +141,7 @@ def _embed(table: Tensor, tokens: Tensor) -> Tensor:
         x = table[slots, tokens]  # (K, B, T, D)
     else:
         x = table[:, tokens]  # (K, B, T, D)
-    return x.to(_products_dtype(table)) if half else x
+    return x.to(dtype) if half else x
 
 
 def _logits(x: Tensor, norm: Tensor, head_w: Tensor, eps: float) -> Tensor:
@@ -184,7 +185,7 @@ class _StackedMixer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (K_p, B, T, D). Returns: the block output x + mixer(norm(x)), same shape."""
-        fn = _compiled_fn(type(self).block) if self.compiled else type(self).block
+        fn = _compiled_fn(type(self).block, self.compiled)
         return fn(x, (self.norm, *self.params()), self.consts(x))
 
     def export(self, slot: int, block: Any) -> None:
@@ -364,10 +365,10 @@ class _StackedMamba(_StackedMixer):
         SSD) is called eagerly."""
         prm, cst = (self.norm, *self.params()), self.consts(x)
         if cst[-1]:
-            fn = _compiled_fn(type(self).block) if self.compiled else type(self).block
+            fn = _compiled_fn(type(self).block, self.compiled)
             return fn(x, prm, cst)
-        pre = _compiled_fn(_mamba_pre) if self.compiled else _mamba_pre
-        post = _compiled_fn(_mamba_post) if self.compiled else _mamba_post
+        pre = _compiled_fn(_mamba_pre, self.compiled)
+        post = _compiled_fn(_mamba_post, self.compiled)
         u, dtf, bmat, cmat, z = pre(x, prm, cst)
         y = _mamba_scan(u, dtf, bmat, cmat, prm, cst)  # (B, T, K·H, P)
         return post(x, y, z, prm, cst)
@@ -500,11 +501,17 @@ def _mamba_out(
 _COMPILED_FNS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-def _compiled_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile`` of a pure function, built once per function and shared by all layers."""
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _compiled_fn(fn: _Fn, on: bool = True) -> _Fn:
+    """``torch.compile`` of a pure function, built once per function and shared by all layers;
+    ``fn`` itself when not ``on``."""
+    if not on:
+        return fn
     if fn not in _COMPILED_FNS:
         _COMPILED_FNS[fn] = torch.compile(fn)
-    return _COMPILED_FNS[fn]
+    return cast(_Fn, _COMPILED_FNS[fn])
 
 
 _STACKED: dict[str, type[_StackedMixer]] = {
@@ -621,7 +628,7 @@ class FusedArrangements(nn.Module):
             h = _bmm_t(_rms(h, self.dec_n2, self.eps), self.dec_w2)  # (K, B, T, D)
             h = F.gelu(h + self.dec_b2[:, None, None])
             x = h  # (K, B, T, D)
-        head = _compiled_fn(_logits) if self.compiled else _logits
+        head = _compiled_fn(_logits, self.compiled)
         logits = head(x, self.norm_f, self.head_w, self.eps)  # (K, B, T, V)
         if self.head_b is not None:
             logits = logits + self.head_b[:, None, None, :].to(logits.dtype)
@@ -692,10 +699,7 @@ def fused_train_step(
     """
     with bf16_autocast(tokens.device, bf16):
         logits = model(tokens)  # (K, B, T, V)
-    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] = (
-        _compiled_fn(_fused_loss) if model.compiled else _fused_loss
-    )
-    loss, per = loss_fn(logits, targets)
+    loss, per = _compiled_fn(_fused_loss, model.compiled)(logits, targets)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     opt.step()
