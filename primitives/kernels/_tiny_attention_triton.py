@@ -7,16 +7,22 @@ memory sectors. The output o is (K, H·P, B·T) likewise.
 
 One program owns one (sequence, head) pair, or in the backward pass one (sequence, kv head) pair
 with the query heads that read it, and the whole sequence (T <= 128): the score matrix stays in
-registers, nothing is tiled and no atomics are needed. Queries and keys are rotated as they are
-loaded (RoPE, halves convention of :func:`primitives.attention.apply_rotary`):
-x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the two halves of the head and sin± is -sin
-on the first half and +sin on the second. The head (P <= 16) is zero-padded to 16 columns for
-``tl.dot``. Backward through the rotation: with G = dL/dx_rot, dL/dx = G ⊙ cos - G_perm ⊙ sin±,
-and G_perm = dS · k_rot_perm where k_rot_perm = k_perm ⊙ cos - k ⊙ sin±. The packed tiles
-[x_rot | x_rot_perm] are built in registers from half-width loads of x, x_perm, cos and sin±;
-loading them column by column (each packed column's own x, partner, cos and sin) spent the
-kernels' busiest pipe, the integer one, on addresses: forward and backward took 3.48-3.57 ms
-against 2.95-2.96 ms with half-width loads (H100, bench/attention_kernel.py, alternating runs).
+registers and no atomics are needed. The backward pass splits sequences of 17 or more tokens in
+two halves and computes three of the four (query half, key half) tiles, the causal mask's empty
+one skipped (``AIRA_ATTENTION_BWD_HALVES=0`` keeps the one-block kernel): at the proxy's shape
+154 registers and no spills per thread instead of 255 and 48 B, and 1936 instructions instead of
+2056 (bench/kernel_sass.py; branch next/attention-bwd-halves, not yet timed on a GPU).
+
+Queries and keys are rotated as they are loaded (RoPE, halves convention of
+:func:`primitives.attention.apply_rotary`): x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the
+two halves of the head and sin± is -sin on the first half and +sin on the second. The head
+(P <= 16) is zero-padded to 16 columns for ``tl.dot``. Backward through the rotation: with G =
+dL/dx_rot, dL/dx = G ⊙ cos - G_perm ⊙ sin±, and G_perm = dS · k_rot_perm where k_rot_perm = k_perm
+⊙ cos - k ⊙ sin±. The packed tiles [x_rot | x_rot_perm] are built in registers from half-width
+loads of x, x_perm, cos and sin±; loading them column by column (each packed column's own x,
+partner, cos and sin) spent the kernels' busiest pipe, the integer one, on addresses: forward and
+backward took 3.48-3.57 ms against 2.95-2.96 ms with half-width loads (H100,
+bench/attention_kernel.py, alternating runs).
 
 Per score the kernels do as little as they can, since at 8 features per head the elementwise
 work on the (T, T) scores, not the products, sets their speed: the softmax runs in base 2 with
@@ -35,6 +41,7 @@ forward.)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -70,6 +77,7 @@ _KEY = ["T", "H", "G", "P"]
 _PRUNE = {"early_config_prune": _prune}
 _tuned_fwd = autotuned(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)
 _tuned = autotuned(_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)
+_tuned_halves = autotuned([triton.Config({}, num_warps=w) for w in (4, 8)], key=_KEY)
 
 
 @triton.jit
@@ -259,6 +267,153 @@ def _bwd_kernel(
     tl.store(dv_ptr, dv.to(dt), mask=in_t[:, None] & v_ok)
 
 
+@triton.jit
+def _bwd_block_pair(qp, kp, kp_q, v, do, lse, delta, offs_m, offs_n, DIAG: tl.constexpr,
+                    FOLD: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """One (query block, key block) tile of the backward pass: the contributions to dV of the
+    keys, to [dq_rot | dq_rot_perm] of the queries and to [dk_rot | dk_rot_perm] of the keys
+    (unscaled). ``DIAG``: the tile straddles the causal diagonal and is masked."""
+    dt = kp.dtype
+    p = tl.exp2(tl.dot(qp, tl.trans(kp)) - lse[:, None])
+    if DIAG:
+        p = tl.where(offs_n[None, :] <= offs_m[:, None], p, 0.0)
+    dv = tl.dot(tl.trans(p.to(dt)), do)
+    dp = tl.dot(do, tl.trans(v))
+    if not FOLD:
+        dp -= delta[:, None]
+    ds = (p * dp).to(dt)
+    return dv, tl.dot(ds, kp_q), tl.dot(tl.trans(ds), qp)
+
+
+@triton.jit
+def _bwd_query_half(base, dout_k, out_k, lse_ptr, row, h, t0, offs, valid, bt, cos, sin,
+                    s_dok_c, s_dok_t, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
+                    ROWS: tl.constexpr, FOLD: tl.constexpr):  # fmt: skip  # pragma: no cover
+    """One half of query head ``h``'s rows: its packed rotated queries, log-sum-exp, dO (with
+    -Δ in the spare columns when FOLD) and Δ."""
+    dt = base.dtype.element_ty
+    offs_v = tl.arange(0, VW)
+    mask = valid[:, None] & (offs_v < P)[None, :]
+    qp = _rotated_head(base, h, t0, offs, valid, bt, cos, sin, ROWS, P, HW).to(dt)
+    lse = tl.load(lse_ptr + row + offs, mask=valid, other=0.0)
+    do_ptr = dout_k + (h * P + offs_v[None, :]) * s_dok_c + (t0 + offs[:, None]) * s_dok_t
+    do = tl.load(do_ptr, mask=mask, other=0.0).to(dt)
+    o = tl.load(_head_ptrs(out_k, h, t0, offs, offs_v, bt, P), mask=mask, other=0.0)
+    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
+    if FOLD:
+        hi = delta.to(dt)
+        lo = (delta - hi.to(tl.float32)).to(dt)
+        folded = tl.where(offs_v[None, :] == P, -hi[:, None], -lo[:, None])
+        do = tl.where(((offs_v == P) | (offs_v == P + 1))[None, :], folded, do)
+    return qp, lse, do, delta
+
+
+@triton.jit
+def _key_half(base, g, t0, offs, valid, bt, cos, sin, qk_scale, H: tl.constexpr, G: tl.constexpr,
+              P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr, ROWS: tl.constexpr,
+              FOLD: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """One half of kv head ``g``'s rows: packed rotated keys scaled for the scores and unscaled
+    for dQ, and values (ones in the spare columns when FOLD)."""
+    dt = base.dtype.element_ty
+    offs_v = tl.arange(0, VW)
+    kp = _rotated_head(base, H + g, t0, offs, valid, bt, cos, sin, ROWS, P, HW)
+    v_ptr = _head_ptrs(base, H + G + g, t0, offs, offs_v, bt, P)
+    v = tl.load(v_ptr, mask=valid[:, None] & (offs_v < P)[None, :], other=0.0)
+    if FOLD:
+        spare = ((offs_v == P) | (offs_v == P + 1))[None, :]
+        v = tl.where(spare, 1.0, v.to(tl.float32)).to(dt)
+    return (kp * qk_scale).to(dt), kp.to(dt), v
+
+
+@_tuned_halves
+@triton.jit
+def _bwd_halves_kernel(
+    qkv, cos_ptr, sin_ptr, out, dout, lse_ptr, dqkv,
+    T, B, s_qk, s_ok, s_dok, s_dok_c, s_dok_t, qk_scale, scale,
+    H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
+    BLOCK_T: tl.constexpr, FOLD: tl.constexpr,
+):  # fmt: skip  # pragma: no cover - compiled by Triton
+    """The backward pass with the sequence in two halves: of the four (query half, key half)
+    tiles the causal mask leaves three, the upper-left and lower-right masked on their diagonal,
+    so a quarter of the scores' elementwise work and exponentials is skipped and each tile is a
+    quarter of the (T, T) one in registers."""
+    HB: tl.constexpr = BLOCK_T // 2
+    n = tl.program_id(0)
+    g = tl.program_id(1)
+    k_idx = n // B
+    t0 = (n % B) * T
+    bt = B * T
+    offs0 = tl.arange(0, HB)
+    offs1 = HB + offs0
+    in0 = offs0 < T
+    in1 = offs1 < T
+    offs_h = tl.arange(0, HW)
+    h_ok = (offs_h < P)[None, :]
+    base = qkv + k_idx * s_qk
+    dbase = dqkv + k_idx * s_qk
+    dout_k = dout + k_idx * s_dok
+    out_k = out + k_idx * s_ok
+    cos0, sin0 = _trig(cos_ptr, sin_ptr, offs0, in0, P, HW)
+    cos1, sin1 = _trig(cos_ptr, sin_ptr, offs1, in1, P, HW)
+    # fmt: off
+    k0, k0_q, v0 = _key_half(base, g, t0, offs0, in0, bt, cos0, sin0, qk_scale, H, G, P, HW, VW,
+                             HB, FOLD)
+    k1, k1_q, v1 = _key_half(base, g, t0, offs1, in1, bt, cos1, sin1, qk_scale, H, G, P, HW, VW,
+                             HB, FOLD)
+    # fmt: on
+    dk0 = tl.zeros((HB, 2 * HW), dtype=tl.float32)
+    dk1 = tl.zeros((HB, 2 * HW), dtype=tl.float32)
+    dv0 = tl.zeros((HB, VW), dtype=tl.float32)
+    dv1 = tl.zeros((HB, VW), dtype=tl.float32)
+    for r in range(H // G):
+        h = g * (H // G) + r
+        row = (n * H + h) * T
+        # fmt: off
+        q0, lse0, do0, delta0 = _bwd_query_half(base, dout_k, out_k, lse_ptr, row, h, t0, offs0,
+                                                in0, bt, cos0, sin0, s_dok_c, s_dok_t, P, HW,
+                                                VW, HB, FOLD)
+        q1, lse1, do1, delta1 = _bwd_query_half(base, dout_k, out_k, lse_ptr, row, h, t0, offs1,
+                                                in1, bt, cos1, sin1, s_dok_c, s_dok_t, P, HW,
+                                                VW, HB, FOLD)
+        dv, dq0, dk = _bwd_block_pair(q0, k0, k0_q, v0, do0, lse0, delta0, offs0, offs0, True,
+                                      FOLD)
+        dv0 += dv
+        dk0 += dk
+        dv, dq1, dk = _bwd_block_pair(q1, k0, k0_q, v0, do1, lse1, delta1, offs1, offs0, False,
+                                      FOLD)
+        dv0 += dv
+        dk0 += dk
+        dv, dq, dk = _bwd_block_pair(q1, k1, k1_q, v1, do1, lse1, delta1, offs1, offs1, True,
+                                     FOLD)
+        # fmt: on
+        dv1 += dv
+        dk1 += dk
+        dq1 += dq
+        dq0 = _unrotate(dq0 * scale, cos0, sin0, HB, HW)
+        dq_ptr = _head_ptrs(dbase, h, t0, offs0, offs_h, bt, P)
+        tl.store(dq_ptr, dq0.to(qkv.dtype.element_ty), mask=in0[:, None] & h_ok)
+        dq1 = _unrotate(dq1 * scale, cos1, sin1, HB, HW)
+        dq_ptr = _head_ptrs(dbase, h, t0, offs1, offs_h, bt, P)
+        tl.store(dq_ptr, dq1.to(qkv.dtype.element_ty), mask=in1[:, None] & h_ok)
+    _store_key_half(dbase, g, t0, offs0, in0, bt, dk0, dv0, cos0, sin0, scale, H, G, P, HW, VW, HB)
+    _store_key_half(dbase, g, t0, offs1, in1, bt, dk1, dv1, cos1, sin1, scale, H, G, P, HW, VW, HB)
+
+
+@triton.jit
+def _store_key_half(dbase, g, t0, offs, valid, bt, dk, dv, cos, sin, scale, H: tl.constexpr,
+                    G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
+                    ROWS: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
+    """dK (unrotated, scaled) and dV of one half of kv head ``g``'s rows, stored."""
+    dt = dbase.dtype.element_ty
+    offs_h = tl.arange(0, HW)
+    offs_v = tl.arange(0, VW)
+    dk = _unrotate(dk * scale, cos, sin, ROWS, HW)
+    dk_ptr = _head_ptrs(dbase, H + g, t0, offs, offs_h, bt, P)
+    tl.store(dk_ptr, dk.to(dt), mask=valid[:, None] & (offs_h < P)[None, :])
+    dv_ptr = _head_ptrs(dbase, H + G + g, t0, offs, offs_v, bt, P)
+    tl.store(dv_ptr, dv.to(dt), mask=valid[:, None] & (offs_v < P)[None, :])
+
+
 def _block_t(t: int) -> int:
     return max(16, triton.next_power_of_2(t))
 
@@ -341,7 +496,11 @@ def tiny_attention_bwd(
     args = _launch_args(seq_len, p)
     # Δ folded into the dP product where there are two spare value columns and Δ fits the dtype
     fold = p + 2 <= args["VW"] and qkv.dtype != torch.float16
-    _bwd_kernel[(k * b, kv_heads)](
+    kernel = _bwd_kernel
+    if args["BLOCK_T"] >= 32 and os.environ.get("AIRA_ATTENTION_BWD_HALVES", "1") != "0":
+        kernel = _bwd_halves_kernel  # the sequence in two halves, three tiles of four
+        args.pop("BLOCK_M", None)
+    kernel[(k * b, kv_heads)](
         qkv,
         cos,
         sin,

@@ -162,7 +162,9 @@ def reference_test_on_gpu(
 
 
 KERNEL_TEST_MODULES = ("test_tiny_attention", "test_swiglu", "test_causal_conv", "test_ssd_kernel")
-"""The test modules of the Triton kernels, each with ``max_errors`` and ``GPU_SHAPES``."""
+"""The test modules of the Triton kernels, each with ``max_errors`` and ``GPU_SHAPES``, and
+optionally ``KERNEL_SWITCHES``: environments under which the check takes other kernels (each
+one's launches are captured too)."""
 
 # torch dtype -> Triton's pointer element type
 _ELEMENT = {
@@ -234,6 +236,21 @@ def _launches_captured() -> Iterator[list[tuple[Any, dict[str, Any], Any]]]:
         Autotuner.run = run  # type: ignore[method-assign]
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored on exit."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def gpu_check_launches(dtype: torch.dtype = torch.bfloat16) -> list[KernelLaunch]:
     """Every distinct launch, in every configuration its autotuner would time, of the kernel
     modules' GPU checks at their largest (the proxy's) shapes in ``dtype``: the checks run on
@@ -241,7 +258,9 @@ def gpu_check_launches(dtype: torch.dtype = torch.bfloat16) -> list[KernelLaunch
     with _launches_captured() as captured:
         for name in KERNEL_TEST_MODULES:
             module = importlib.import_module(f"tests.primitives.{name}")
-            module.max_errors(module.GPU_SHAPES[-1], "cpu", dtype)
+            for switches in [{}, *getattr(module, "KERNEL_SWITCHES", [])]:
+                with _environment(switches):
+                    module.max_errors(module.GPU_SHAPES[-1], "cpu", dtype)
     out, seen = [], set()
     for fn, named, config in captured:
         constexprs = named | config.kwargs

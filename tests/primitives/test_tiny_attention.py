@@ -9,6 +9,8 @@ the written-out reference: :func:`primitives.attention.apply_rotary` then
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import Tensor
@@ -32,6 +34,7 @@ SHAPES = [
     (2, 128, 16, 16, 8),
 ]
 GPU_SHAPES = [*SHAPES, (4, 127, 16, 16, 8)]  # and the proxy's heads at T = 127
+KERNEL_SWITCHES = [{"AIRA_ATTENTION_BWD_HALVES": "0"}]  # the one-block backward kernel
 
 
 def reference(qkv: Tensor, h: int, g: int, p: int, theta: float) -> Tensor:
@@ -77,8 +80,21 @@ def interpreter_check() -> None:
         print(shape, f"{out_err:.2e} {grad_err:.2e}")
 
 
+def one_block_interpreter_check() -> None:
+    """As :func:`interpreter_check`, with the backward pass's one-block kernel for every shape
+    (``AIRA_ATTENTION_BWD_HALVES=0``; by default sequences of 17 or more tokens take the
+    two-halves kernel)."""
+    os.environ.update(KERNEL_SWITCHES[0])
+    interpreter_check()
+
+
 test_kernel_matches_reference_in_triton_interpreter = interpreter_test(
     "tests.primitives.test_tiny_attention", len(SHAPES)
+)
+
+
+test_one_block_backward_matches_reference_in_triton_interpreter = interpreter_test(
+    "tests.primitives.test_tiny_attention", len(SHAPES), check="one_block_interpreter_check"
 )
 
 
@@ -112,6 +128,19 @@ def test_bad_packing_is_named() -> None:
 test_kernel_matches_reference_on_gpu = reference_test_on_gpu(
     max_errors, GPU_SHAPES, [(torch.float32, 5e-3), (torch.bfloat16, 3e-2)]
 )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+def test_one_block_backward_on_gpu(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-block backward kernel (switched to) against the reference, bf16."""
+    for name, value in KERNEL_SWITCHES[0].items():
+        monkeypatch.setenv(name, value)
+    errors = max_errors(shape, "cuda", torch.bfloat16)
+    assert max(errors) < 3e-2, errors
 
 
 @pytest.mark.gpu
