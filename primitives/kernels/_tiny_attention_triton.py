@@ -7,12 +7,12 @@ memory sectors. The output o is (K, H·P, B·T) likewise.
 
 One program owns one (sequence, head) pair, or in the backward pass one (sequence, kv head) pair
 with the query heads that read it, and the whole sequence (T <= 128): the score matrix stays in
-registers and no atomics are needed. Sequences of 17 or more tokens are split in two halves and
-the kernels compute three of the four (query half, key half) tiles, the causal mask's empty one
-skipped (``AIRA_ATTENTION_FWD_HALVES=0`` and ``AIRA_ATTENTION_BWD_HALVES=0`` keep the one-block
-kernels). At the proxy's shape the backward then takes 154 registers and no spills per thread
-instead of 255 and 48 B, and 1936 instructions instead of 2056 (bench/kernel_sass.py; branch
-next/attention-bwd-halves, not yet timed on a GPU).
+registers and no atomics are needed. The backward pass splits sequences of 17 or more tokens in
+two halves and computes three of the four (query half, key half) tiles, the causal mask's empty
+one skipped (``AIRA_ATTENTION_BWD_HALVES=0`` keeps the one-block kernel): at the proxy's shape
+154 registers and no spills per thread instead of 255 and 48 B, and 1936 instructions instead of
+2056 (bench/kernel_sass.py), and a (mA M)x8 K = 32 step of 46.9 ms instead of 48.0 (H100). The
+forward pass in halves was slower in that step (47.3 ms with both), so it keeps one block.
 
 Queries and keys are rotated as they are loaded (RoPE, halves convention of
 :func:`primitives.attention.apply_rotary`): x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the
@@ -79,7 +79,6 @@ _PRUNE = {"early_config_prune": _prune}
 _tuned_fwd = autotuned(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)
 _tuned = autotuned(_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)
 _tuned_halves = autotuned([triton.Config({}, num_warps=w) for w in (4, 8)], key=_KEY)
-_tuned_fwd_halves = autotuned([triton.Config({}, num_warps=w) for w in (2, 4, 8)], key=_KEY)
 
 
 @triton.jit
@@ -270,84 +269,6 @@ def _bwd_kernel(
 
 
 @triton.jit
-def _fwd_scores(q, k, offs_m, offs_n, DIAG: tl.constexpr):  # pragma: no cover - Triton
-    """Scores of one (query half, key half) tile, masked on the diagonal when ``DIAG``."""
-    s = tl.dot(q, tl.trans(k))
-    if DIAG:
-        s = tl.where(offs_n[None, :] <= offs_m[:, None], s, float("-inf"))
-    return s
-
-
-@triton.jit
-def _store_out_rows(out_k, lse_ptr, row, h, t0, offs, valid, bt, o, lse, P: tl.constexpr,
-                    VW: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
-    """One half of query head ``h``'s output rows and their log-sum-exp, stored."""
-    offs_v = tl.arange(0, VW)
-    o_ptr = _head_ptrs(out_k, h, t0, offs, offs_v, bt, P)
-    tl.store(o_ptr, o.to(out_k.dtype.element_ty), mask=valid[:, None] & (offs_v < P)[None, :])
-    tl.store(lse_ptr + row + offs, lse, mask=valid)
-
-
-@_tuned_fwd_halves
-@triton.jit
-def _fwd_halves_kernel(
-    qkv, cos_ptr, sin_ptr, out, lse_ptr,
-    T, B, s_qk, s_ok, qk_scale,
-    H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-):  # fmt: skip  # pragma: no cover - compiled by Triton
-    """The forward pass with the sequence in two halves (T > BLOCK_T / 2, so the first half's
-    keys are all valid): the first query half against the first key half (the diagonal tile),
-    the second against both, its softmax over the two tiles at once (one maximum, one sum), so
-    the causal mask's empty tile is skipped and nothing is rescaled."""
-    HB: tl.constexpr = BLOCK_T // 2
-    n = tl.program_id(0)
-    h = tl.program_id(1)
-    g = h // (H // G)
-    k_idx = n // B
-    t0 = (n % B) * T
-    bt = B * T
-    offs0 = tl.arange(0, HB)
-    offs1 = HB + offs0
-    in0 = offs0 < T
-    in1 = offs1 < T
-    offs_v = tl.arange(0, VW)
-    v_ok = (offs_v < P)[None, :]
-    base = qkv + k_idx * s_qk
-    out_k = out + k_idx * s_ok
-    row = (n * H + h) * T
-    dt = qkv.dtype.element_ty
-    cos0, sin0 = _trig(cos_ptr, sin_ptr, offs0, in0, P, HW)
-    cos1, sin1 = _trig(cos_ptr, sin_ptr, offs1, in1, P, HW)
-    # scores in log2 units, as in the one-block kernel
-    k0 = _rotated_head(base, H + g, t0, offs0, in0, bt, cos0, sin0, HB, P, HW)
-    k0 = (k0 * qk_scale).to(dt)
-    k1 = _rotated_head(base, H + g, t0, offs1, in1, bt, cos1, sin1, HB, P, HW)
-    k1 = (k1 * qk_scale).to(dt)
-    v_ptr = _head_ptrs(base, H + G + g, t0, offs0, offs_v, bt, P)
-    v0 = tl.load(v_ptr, mask=in0[:, None] & v_ok, other=0.0)
-    v_ptr = _head_ptrs(base, H + G + g, t0, offs1, offs_v, bt, P)
-    v1 = tl.load(v_ptr, mask=in1[:, None] & v_ok, other=0.0)
-    q0 = _rotated_head(base, h, t0, offs0, in0, bt, cos0, sin0, HB, P, HW).to(dt)
-    s = _fwd_scores(q0, k0, offs0, offs0, True)
-    m = tl.max(s, axis=1)
-    p = tl.exp2(s - m[:, None])
-    denom = tl.sum(p, axis=1)
-    o = tl.dot(p.to(dt), v0) * (1.0 / denom)[:, None]
-    _store_out_rows(out_k, lse_ptr, row, h, t0, offs0, in0, bt, o, m + tl.log2(denom), P, VW)
-    q1 = _rotated_head(base, h, t0, offs1, in1, bt, cos1, sin1, HB, P, HW).to(dt)
-    s_a = _fwd_scores(q1, k0, offs1, offs0, False)
-    s_b = _fwd_scores(q1, k1, offs1, offs1, True)
-    m = tl.maximum(tl.max(s_a, axis=1), tl.max(s_b, axis=1))
-    p_a = tl.exp2(s_a - m[:, None])
-    p_b = tl.exp2(s_b - m[:, None])
-    denom = tl.sum(p_a, axis=1) + tl.sum(p_b, axis=1)
-    o = tl.dot(p_a.to(dt), v0)
-    o = tl.dot(p_b.to(dt), v1, o) * (1.0 / denom)[:, None]
-    _store_out_rows(out_k, lse_ptr, row, h, t0, offs1, in1, bt, o, m + tl.log2(denom), P, VW)
-
-
-@triton.jit
 def _bwd_block_pair(qp, kp, kp_q, v, do, lse, delta, offs_m, offs_n, DIAG: tl.constexpr,
                     FOLD: tl.constexpr):  # fmt: skip  # pragma: no cover - Triton
     """One (query block, key block) tile of the backward pass: the contributions to dV of the
@@ -525,12 +446,7 @@ def tiny_attention_fwd(
     b = bt // seq_len
     out = torch.empty(k, n_heads * p, bt, device=qkv.device, dtype=qkv.dtype)
     lse = torch.empty(k * b, n_heads, seq_len, device=qkv.device, dtype=torch.float32)
-    args = _launch_args(seq_len, p)
-    kernel = _fwd_kernel
-    if args["BLOCK_T"] >= 32 and os.environ.get("AIRA_ATTENTION_FWD_HALVES", "1") != "0":
-        kernel = _fwd_halves_kernel  # the sequence in two halves, three tiles of four
-        args.pop("BLOCK_M", None)
-    kernel[(k * b, n_heads)](
+    _fwd_kernel[(k * b, n_heads)](
         qkv,
         cos,
         sin,
@@ -544,7 +460,7 @@ def tiny_attention_fwd(
         H=n_heads,
         G=kv_heads,
         P=p,
-        **args,
+        **_launch_args(seq_len, p),
     )
     return out, lse
 

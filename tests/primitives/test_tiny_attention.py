@@ -34,8 +34,7 @@ SHAPES = [
     (2, 128, 16, 16, 8),
 ]
 GPU_SHAPES = [*SHAPES, (4, 127, 16, 16, 8)]  # and the proxy's heads at T = 127
-# the one-block kernels (by default sequences of 17 or more tokens take the two-halves ones)
-KERNEL_SWITCHES = [{"AIRA_ATTENTION_FWD_HALVES": "0", "AIRA_ATTENTION_BWD_HALVES": "0"}]
+KERNEL_SWITCHES = [{"AIRA_ATTENTION_BWD_HALVES": "0"}]  # the one-block backward kernel
 
 
 def reference(qkv: Tensor, h: int, g: int, p: int, theta: float) -> Tensor:
@@ -82,7 +81,9 @@ def interpreter_check() -> None:
 
 
 def one_block_interpreter_check() -> None:
-    """As :func:`interpreter_check`, with the one-block kernels for every shape."""
+    """As :func:`interpreter_check`, with the backward pass's one-block kernel for every shape
+    (``AIRA_ATTENTION_BWD_HALVES=0``; by default sequences of 17 or more tokens take the
+    two-halves kernel)."""
     os.environ.update(KERNEL_SWITCHES[0])
     interpreter_check()
 
@@ -92,7 +93,7 @@ test_kernel_matches_reference_in_triton_interpreter = interpreter_test(
 )
 
 
-test_one_block_kernels_match_reference_in_triton_interpreter = interpreter_test(
+test_one_block_backward_matches_reference_in_triton_interpreter = interpreter_test(
     "tests.primitives.test_tiny_attention", len(SHAPES), check="one_block_interpreter_check"
 )
 
@@ -132,8 +133,10 @@ test_kernel_matches_reference_on_gpu = reference_test_on_gpu(
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("shape", GPU_SHAPES)
-def test_one_block_kernels_on_gpu(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one-block kernels (switched to) against the reference, bf16."""
+def test_one_block_backward_on_gpu(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-block backward kernel (switched to) against the reference, bf16."""
     for name, value in KERNEL_SWITCHES[0].items():
         monkeypatch.setenv(name, value)
     errors = max_errors(shape, "cuda", torch.bfloat16)
