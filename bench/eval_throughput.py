@@ -3,9 +3,14 @@
 Naive (bench/naive_eval.py): eager fp32, one job at a time, the evaluator's training step.
 Fused (primitives/fused.py): K candidates per training step, stacked weights, bf16 autocast on
 CUDA, fused AdamW, optionally ``torch.compile``-d blocks. Both run the `paper` shape on the
-in-context-recall task (width 128, batch 128, T = 127) for a fixed number of timed steps after a
-warm-up, for three sets of 16-layer arrangements: (mA M)x8, (Mb M)x8 and random three-primitive
-arrangements (a different arrangement per fused candidate, as a search would submit them).
+in-context-recall task (width 128, batch 128, T = 127) for three sets of 16-layer arrangements:
+(mA M)x8, (Mb M)x8 and random three-primitive arrangements (a different arrangement per fused
+candidate, as a search would submit them). Each rate is the median of ``--repeats`` back-to-back
+windows of ``--steps`` timed steps after a warm-up; the windows' slowest and fastest rates are
+printed beside it and kept in the JSON, and the ratio's range pairs the slowest fused window with
+the fastest naive one and the other way round. The naive loop is bound by the host's kernel
+launches, so it moves from machine to machine (30 to 67 steps/s for (mA M)x8 on lent H100 and H200
+machines, runs log) and within one run; the fused step is bound by the card.
 
 Evaluations per GPU-hour = 3600 · steps/s · K / S_eval, with S_eval = tasks · epochs ·
 ceil(n_fit / batch) = 6 · 200 · ceil(800 / 128) = 8,400 training steps per paper evaluation
@@ -67,7 +72,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from naive_eval import evaluate_naive, naive_step_rate, timed_rate
+from naive_eval import evaluate_naive, naive_step_rate, timed_rates
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
@@ -127,12 +132,14 @@ def fused_step_rate(
     device: torch.device,
     bf16: bool,
     compiled: bool = False,
-) -> float:
-    """Fused training steps per second (each step trains all len(cfgs) candidates)."""
+    repeats: int = 1,
+) -> list[float]:
+    """Fused training steps per second (each step trains all len(cfgs) candidates), in each of
+    ``repeats`` windows of ``steps`` steps (:func:`naive_eval.timed_rates`)."""
     model = fused_models(cfgs, list(range(len(cfgs)))).to(device).compile_blocks(compiled)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
     n = inputs.shape[0]
-    order = torch.randperm(n * math.ceil((steps + warmup) * batch / n) + batch) % n
+    order = torch.randperm(n * math.ceil((steps * repeats + warmup) * batch / n) + batch) % n
     order = order.to(device)  # (enough rows for every step,)
     model.train()
 
@@ -140,7 +147,7 @@ def fused_step_rate(
         idx = order[i * batch : (i + 1) * batch]  # (batch,)
         fused_train_step(model, opt, inputs[idx], targets[idx], bf16=bf16)
 
-    return timed_rate(step, warmup=warmup, steps=steps, device=device)
+    return timed_rates(step, warmup=warmup, steps=steps, device=device, repeats=repeats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +160,7 @@ class Setting:
     tiny: bool
     steps: int
     warmup: int
+    repeats: int
     k: dict[str, int]
     naive_random: int
 
@@ -198,22 +206,35 @@ def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
     task, inputs, targets = _data(st)
     cfgs = [_model_config(a, st.fid, task) for a in arrs]
     batch = min(st.fid.batch_size, inputs.shape[0])
-    common = {"batch": batch, "steps": st.steps, "warmup": st.warmup, "device": st.device}
+    common = {
+        "batch": batch,
+        "steps": st.steps,
+        "warmup": st.warmup,
+        "device": st.device,
+        "repeats": st.repeats,
+    }
     seq = task.input_len
     if spec["what"] == "naive":
         n = spec["n"]
-        rates = [naive_step_rate(c, inputs, targets, **common) for c in cfgs[:n]]
-        rate = 1.0 / statistics.mean(1.0 / r for r in rates)  # from the mean step time
+        per_cfg = [naive_step_rate(c, inputs, targets, **common) for c in cfgs[:n]]
+        # window w's rate over the n models, from their mean step time
+        windows = [1.0 / statistics.mean(1.0 / r for r in w) for w in zip(*per_cfg, strict=True)]
         flops = statistics.mean(_flops(c, batch, seq) for c in cfgs[:n])
-        return {"steps_per_s": rate, "flops_per_step": flops, "n_timed": n}
+        return {
+            "steps_per_s": statistics.median(windows),
+            "windows": windows,
+            "flops_per_step": flops,
+            "n_timed": n,
+        }
     if spec["what"] == "fused":
         t0 = time.perf_counter()
-        rate = fused_step_rate(
+        windows = fused_step_rate(
             cfgs, inputs, targets, bf16=st.bf16, compiled=spec["compiled"], **common
         )
         peak_mb = torch.cuda.max_memory_allocated() / 2**20 if st.device.type == "cuda" else None
         return {
-            "steps_per_s": rate,
+            "steps_per_s": statistics.median(windows),
+            "windows": windows,
             "flops_per_step": sum(_flops(c, batch, seq) for c in cfgs),
             "k": len(cfgs),
             "wall_s_incl_compile": time.perf_counter() - t0,
@@ -423,20 +444,30 @@ def _row(
 ) -> dict[str, Any]:
     steps_per_eval = _steps_per_eval(st)
     peak = _peak(_card(st.device))
-    row: dict[str, Any] = {"label": label, "compiled": compiled, "steps_timed": st.steps}
+    row: dict[str, Any] = {
+        "label": label,
+        "compiled": compiled,
+        "steps_timed": st.steps,
+        "windows": st.repeats,
+    }
     if "error" in naive or "error" in fused:
         row["error"] = fused.get("error") or naive.get("error")
         print(f"{label:12s} {'compiled' if compiled else 'eager'}: {row['error']}", flush=True)
         return row
     nr, fr, k = naive["steps_per_s"], fused["steps_per_s"], fused["k"]
+    nw, fw = naive["windows"], fused["windows"]
     row |= {
         "arrangements": fused["arrangements"],
         "naive_steps_per_s": nr,
         "fused_steps_per_s": fr,
+        "naive_steps_per_s_windows": nw,
+        "fused_steps_per_s_windows": fw,
         "fused_k": k,
         "naive_evals_per_gpu_hour": 3600 * nr / steps_per_eval,
         "fused_evals_per_gpu_hour": 3600 * fr * k / steps_per_eval,
         "ratio": fr * k / nr,
+        # from the slowest fused window against the fastest naive one, and the other way round
+        "ratio_range": [min(fw) * k / max(nw), max(fw) * k / min(nw)],
         "naive_mfu": None if peak is None else naive["flops_per_step"] * nr / peak,
         "fused_mfu": None if peak is None else fused["flops_per_step"] * fr / peak,
         "fused_peak_mem_mb": fused.get("peak_mem_mb"),
@@ -445,13 +476,21 @@ def _row(
     mfu = (
         "" if peak is None else f"  MFU naive {row['naive_mfu']:.2%} fused {row['fused_mfu']:.2%}"
     )
+    lo, hi = row["ratio_range"]
     print(
-        f"{label:12s} naive {nr:7.2f} steps/s = {row['naive_evals_per_gpu_hour']:7.2f} "
-        f"evals/GPU-h | fused{' compiled' if compiled else ''} K={k} {fr:7.2f} steps/s = "
-        f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | ratio {row['ratio']:.1f}x" + mfu,
+        f"{label:12s} naive {nr:7.2f} steps/s {_span(nw)} = "
+        f"{row['naive_evals_per_gpu_hour']:7.2f} evals/GPU-h | "
+        f"fused{' compiled' if compiled else ''} K={k} {fr:7.2f} steps/s {_span(fw)} = "
+        f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | "
+        f"ratio {row['ratio']:.1f}x ({lo:.1f}-{hi:.1f})" + mfu,
         flush=True,
     )
     return row
+
+
+def _span(windows: list[float]) -> str:
+    """The windows' slowest and fastest rates, as (min-max)."""
+    return f"({min(windows):.2f}-{max(windows):.2f})"
 
 
 def _steps_per_eval(st: Setting) -> int:
@@ -464,8 +503,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="smoke-sized shapes (CPU check)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per window")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed windows of --steps steps, back to back (the median is the rate)",
+    )
     parser.add_argument("--k-attn", type=int, default=32, help="fused K for (mA M)x8")
     parser.add_argument("--k-mamba", type=int, default=32, help="fused K for (Mb M)x8")
     parser.add_argument("--k-random", type=int, default=32, help="fused K, random arrangements")
@@ -499,6 +544,7 @@ def _setting(args: argparse.Namespace) -> Setting:
         tiny=tiny,
         steps=min(args.steps, 3) if tiny else args.steps,
         warmup=min(args.warmup, 1) if tiny else args.warmup,
+        repeats=min(args.repeats, 2) if tiny else args.repeats,
         k={
             "attn": 4 if tiny else args.k_attn,
             "mamba": 3 if tiny else args.k_mamba,
@@ -565,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         "seq_len": tasks_for(st.fid)["in_context_recall"].input_len,
         "steps_timed": st.steps,
         "warmup": st.warmup,
+        "windows": st.repeats,
         "steps_per_eval": _steps_per_eval(st),
         "formula": "evals/GPU-h = 3600 * steps_per_s * K / steps_per_eval",
         "bf16_peak_flops": _peak(card),

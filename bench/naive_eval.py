@@ -22,7 +22,7 @@ from primitives.evaluator import EvalJob, EvalResult, Fidelity, evaluate
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
 
-__all__ = ["evaluate_naive", "naive_step_rate", "sync"]
+__all__ = ["evaluate_naive", "naive_step_rate", "sync", "timed_rates"]
 
 
 def sync(device: torch.device) -> None:
@@ -31,18 +31,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_rate(
-    step: Callable[[int], None], *, warmup: int, steps: int, device: torch.device
-) -> float:
-    """Steps per second of `step(i)` after `warmup` untimed steps (device synchronised)."""
+def timed_rates(
+    step: Callable[[int], None], *, warmup: int, steps: int, device: torch.device, repeats: int = 1
+) -> list[float]:
+    """Steps per second of ``step(i)`` in ``repeats`` back-to-back windows of ``steps`` steps
+    each, after ``warmup`` untimed steps (device synchronised at every window's ends). The
+    windows show how much a rate moves within one run: a loop bound by the host's kernel
+    launches moves far more than one bound by the card."""
     for i in range(warmup):
         step(i)
     sync(device)
-    start = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    sync(device)
-    return steps / (time.perf_counter() - start)
+    rates = []
+    for w in range(repeats):
+        first = warmup + w * steps
+        start = time.perf_counter()
+        for i in range(first, first + steps):
+            step(i)
+        sync(device)
+        rates.append(steps / (time.perf_counter() - start))
+    return rates
 
 
 def evaluate_naive(jobs: Sequence[EvalJob]) -> list[EvalResult]:
@@ -66,21 +73,23 @@ def naive_step_rate(
     warmup: int,
     device: torch.device,
     seed: int = 0,
-) -> float:
+    repeats: int = 1,
+) -> list[float]:
     """Training steps per second of one model, eager fp32, the loop of ``fit_and_score``.
 
     Args:
         cfg: the model. inputs, targets: (n, T) rows to draw batches from (on ``device``).
-        batch: rows per step. steps: timed steps, after ``warmup`` untimed ones.
+        batch: rows per step. steps: timed steps per window, after ``warmup`` untimed ones.
+        repeats: timed windows, back to back.
 
     Returns:
-        steps per second over the timed steps (device synchronised at both ends).
+        steps per second in each window (:func:`timed_rates`).
     """
     torch.manual_seed(seed)
     model = build_model(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
     n = inputs.shape[0]
-    order = torch.randperm(n * math.ceil((steps + warmup) * batch / n) + batch) % n
+    order = torch.randperm(n * math.ceil((steps * repeats + warmup) * batch / n) + batch) % n
     order = order.to(device)  # (enough rows for every step,)
     model.train()
 
@@ -96,4 +105,4 @@ def naive_step_rate(
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
 
-    return timed_rate(step, warmup=warmup, steps=steps, device=device)
+    return timed_rates(step, warmup=warmup, steps=steps, device=device, repeats=repeats)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,14 @@ def test_tiny_cpu_run_writes_rows_and_parity(tiny_run: tuple[Path, str]) -> None
         assert row["ratio"] == pytest.approx(
             row["fused_steps_per_s"] * row["fused_k"] / row["naive_steps_per_s"]
         )
+        # each rate is the median of its windows (two at smoke size); the range brackets it
+        for side in ("naive", "fused"):
+            windows = row[f"{side}_steps_per_s_windows"]
+            assert len(windows) == row["windows"] == 2 and min(windows) > 0
+            assert row[f"{side}_steps_per_s"] == pytest.approx(statistics.median(windows))
+        low, high = row["ratio_range"]
+        assert low <= row["ratio"] <= high
+        assert f"ratio {row['ratio']:.1f}x ({low:.1f}-{high:.1f})" in stdout
     assert len(rows[1]["arrangements"]) > 1  # random3 fuses different arrangements
     parity = report["parity"]
     assert [p["label"] for p in parity] == ["(mA M)x2", "(Mb M)x2", "random3"]
@@ -190,3 +199,22 @@ def test_parity_keeps_the_naive_half_when_the_fused_half_fails(
     assert first["fused_scores"] == [None, None] and first["fused_error"] == "timeout after 240s"
     assert "mean_gap" not in first and "naive_error" not in first  # no gap without both halves
     assert table[2]["naive_scores"] == [0.9, 1.0]
+
+
+def test_timed_rates_times_consecutive_windows_after_the_warmup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every step index once, in order; one rate per window, from that window's steps only."""
+    bench = _load_bench(monkeypatch)
+    clock = [0.0]
+    calls: list[int] = []
+
+    def step(i: int) -> None:
+        calls.append(i)
+        clock[0] += 0.5 if i < 5 else 0.25  # the second window runs twice as fast
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])  # the time module's
+    cpu = bench.torch.device("cpu")
+    rates = bench.timed_rates(step, warmup=1, steps=4, device=cpu, repeats=2)
+    assert calls == list(range(9))
+    assert rates == [2.0, 4.0]
