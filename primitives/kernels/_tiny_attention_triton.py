@@ -12,7 +12,11 @@ two halves and computes three of the four (query half, key half) tiles, the caus
 one skipped (``AIRA_ATTENTION_BWD_HALVES=0`` keeps the one-block kernel): at the proxy's shape
 154 registers and no spills per thread instead of 255 and 48 B, and 1936 instructions instead of
 2056 (bench/kernel_sass.py), and a (mA M)x8 K = 32 step of 46.9 ms instead of 48.0 (H100). The
-forward pass in halves was slower in that step (47.3 ms with both), so it keeps one block.
+forward pass in halves was slower in that step (47.3 ms with both), so it keeps one block. A
+backward in four quarters (ten of sixteen tiles, written out like the halves, each query
+quarter's dQ stored before the next) compiled to 255 registers, 320 B of spills and 4104
+instructions per thread at 4 warps (each tile's transposes go through shared memory, 203
+barriers), so it was not timed.
 
 Queries and keys are rotated as they are loaded (RoPE, halves convention of
 :func:`primitives.attention.apply_rotary`): x_rot = x ⊙ cos + x_perm ⊙ sin±, where x_perm swaps the
