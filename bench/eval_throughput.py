@@ -10,7 +10,9 @@ windows of ``--steps`` timed steps after a warm-up; the windows' slowest and fas
 printed beside it and kept in the JSON, and the ratio's range pairs the slowest fused window with
 the fastest naive one and the other way round. The naive loop is bound by the host's kernel
 launches, so it moves from machine to machine (30 to 67 steps/s for (mA M)x8 on lent H100 and H200
-machines, runs log) and within one run; the fused step is bound by the card.
+machines, runs log) and within one run; the fused step is bound by the card. So the naive child
+also times the host's tiny in-place ops on the device (``host_op_us``, printed as "host op"):
+the naive step is some thousand of them, and a slow host shows there.
 
 Evaluations per GPU-hour = 3600 · steps/s · K / S_eval, with S_eval = tasks · epochs ·
 ceil(n_fit / batch) = 6 · 200 · ceil(800 / 128) = 8,400 training steps per paper evaluation
@@ -72,7 +74,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from naive_eval import evaluate_naive, naive_step_rate, timed_rates
+from naive_eval import evaluate_naive, host_op_us, naive_step_rate, timed_rates
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
@@ -216,6 +218,7 @@ def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
     seq = task.input_len
     if spec["what"] == "naive":
         n = spec["n"]
+        op_us = host_op_us(st.device)
         per_cfg = [naive_step_rate(c, inputs, targets, **common) for c in cfgs[:n]]
         # window w's rate over the n models, from their mean step time
         windows = [1.0 / statistics.mean(1.0 / r for r in w) for w in zip(*per_cfg, strict=True)]
@@ -225,6 +228,7 @@ def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
             "windows": windows,
             "flops_per_step": flops,
             "n_timed": n,
+            "host_op_us": op_us,
         }
     if spec["what"] == "fused":
         t0 = time.perf_counter()
@@ -461,6 +465,7 @@ def _row(
         "naive_steps_per_s": nr,
         "fused_steps_per_s": fr,
         "naive_steps_per_s_windows": nw,
+        "naive_host_op_us": naive["host_op_us"],
         "fused_steps_per_s_windows": fw,
         "fused_k": k,
         "naive_evals_per_gpu_hour": 3600 * nr / steps_per_eval,
@@ -482,7 +487,9 @@ def _row(
         f"{row['naive_evals_per_gpu_hour']:7.2f} evals/GPU-h | "
         f"fused{' compiled' if compiled else ''} K={k} {fr:7.2f} steps/s {_span(fw)} = "
         f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | "
-        f"ratio {row['ratio']:.1f}x ({lo:.1f}-{hi:.1f})" + mfu,
+        f"ratio {row['ratio']:.1f}x ({lo:.1f}-{hi:.1f})"
+        + mfu
+        + f"  host op {row['naive_host_op_us']:.1f} us",
         flush=True,
     )
     return row

@@ -22,7 +22,7 @@ from primitives.evaluator import EvalJob, EvalResult, Fidelity, evaluate
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
 
-__all__ = ["evaluate_naive", "naive_step_rate", "sync", "timed_rates"]
+__all__ = ["evaluate_naive", "host_op_us", "naive_step_rate", "sync", "timed_rates"]
 
 
 def sync(device: torch.device) -> None:
@@ -50,6 +50,21 @@ def timed_rates(
         sync(device)
         rates.append(steps / (time.perf_counter() - start))
     return rates
+
+
+def host_op_us(device: torch.device, ops: int = 2000) -> float:
+    """The host's time per tiny in-place op on ``device``, in µs: what bounds the naive loop,
+    whose step is some thousand such launches (eager, one small kernel each). Measured beside
+    the naive rate, it tells a slow host from a slow loop."""
+    x = torch.zeros(1, device=device)
+    for _ in range(100):  # warm-up
+        x.add_(1)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(ops):
+        x.add_(1)
+    sync(device)
+    return (time.perf_counter() - start) / ops * 1e6
 
 
 def evaluate_naive(jobs: Sequence[EvalJob]) -> list[EvalResult]:

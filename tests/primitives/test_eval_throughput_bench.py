@@ -70,6 +70,8 @@ def test_tiny_cpu_run_writes_rows_and_parity(tiny_run: tuple[Path, str]) -> None
         low, high = row["ratio_range"]
         assert low <= row["ratio"] <= high
         assert f"ratio {row['ratio']:.1f}x ({low:.1f}-{high:.1f})" in stdout
+        assert row["naive_host_op_us"] > 0  # the host's speed, beside the naive rate
+        assert f"host op {row['naive_host_op_us']:.1f} us" in stdout
     assert len(rows[1]["arrangements"]) > 1  # random3 fuses different arrangements
     parity = report["parity"]
     assert [p["label"] for p in parity] == ["(mA M)x2", "(Mb M)x2", "random3"]
