@@ -12,7 +12,7 @@ the fastest naive one and the other way round. The naive loop is bound by the ho
 launches, so it moves from machine to machine (30 to 67 steps/s for (mA M)x8 on lent H100 and H200
 machines, runs log) and within one run; the fused step is bound by the card. So the naive child
 also times the host's tiny in-place ops on the device (``host_op_us``, printed as "host op"):
-the naive step is some thousand of them, and a slow host shows there.
+the naive step is hundreds of small kernels behind Python dispatch, and a slow host shows there.
 
 Evaluations per GPU-hour = 3600 · steps/s · K / S_eval, with S_eval = tasks · epochs ·
 ceil(n_fit / batch) = 6 · 200 · ceil(800 / 128) = 8,400 training steps per paper evaluation

@@ -53,9 +53,9 @@ def timed_rates(
 
 
 def host_op_us(device: torch.device, ops: int = 2000) -> float:
-    """The host's time per tiny in-place op on ``device``, in µs: what bounds the naive loop,
-    whose step is some thousand such launches (eager, one small kernel each). Measured beside
-    the naive rate, it tells a slow host from a slow loop."""
+    """The host's time per tiny in-place op on ``device``, in µs. The naive step is hundreds of
+    small kernels, each behind Python and autograd dispatch on the host, so the host bounds it;
+    measured beside the naive rate, this tells a slow host from a slow loop."""
     x = torch.zeros(1, device=device)
     for _ in range(100):  # warm-up
         x.add_(1)
