@@ -152,6 +152,15 @@ def _head_ptrs(base, head, t0, offs, offs_c, bt, P: tl.constexpr):  # pragma: no
     return base + head * P * bt + t0 + offs[:, None] + offs_c[None, :] * bt
 
 
+@triton.jit
+def _program(T, B):  # pragma: no cover - Triton
+    """This program's sequence n = k·B + b and head (the launch grid's two axes), its candidate
+    k, the sequence's first column t0 and the channel stride B·T of qkv, out and their
+    gradients."""
+    n = tl.program_id(0)
+    return n, tl.program_id(1), n // B, (n % B) * T, B * T
+
+
 @_tuned_fwd
 @triton.jit
 def _fwd_kernel(
@@ -160,12 +169,8 @@ def _fwd_kernel(
     H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    n = tl.program_id(0)
-    h = tl.program_id(1)
+    n, h, k_idx, t0, bt = _program(T, B)
     g = h // (H // G)
-    k_idx = n // B
-    t0 = (n % B) * T  # this sequence's first column
-    bt = B * T  # the channel stride of qkv and out
     offs_t = tl.arange(0, BLOCK_T)
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     in_t = offs_t < T
@@ -204,11 +209,7 @@ def _bwd_kernel(
     H: tl.constexpr, G: tl.constexpr, P: tl.constexpr, HW: tl.constexpr, VW: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip  # pragma: no cover - compiled by Triton
-    n = tl.program_id(0)
-    g = tl.program_id(1)
-    k_idx = n // B
-    t0 = (n % B) * T
-    bt = B * T
+    n, g, k_idx, t0, bt = _program(T, B)
     offs_t = tl.arange(0, BLOCK_T)
     offs_v = tl.arange(0, VW)  # value, output features (tl.dot needs >= 16)
     offs_h = tl.arange(0, HW)  # query, key features
@@ -351,11 +352,7 @@ def _bwd_halves_kernel(
     so a quarter of the scores' elementwise work and exponentials is skipped and each tile is a
     quarter of the (T, T) one in registers."""
     HB: tl.constexpr = BLOCK_T // 2
-    n = tl.program_id(0)
-    g = tl.program_id(1)
-    k_idx = n // B
-    t0 = (n % B) * T
-    bt = B * T
+    n, g, k_idx, t0, bt = _program(T, B)
     offs0 = tl.arange(0, HB)
     offs1 = HB + offs0
     in0 = offs0 < T
