@@ -147,12 +147,25 @@ def _embed(table: Tensor, tokens: Tensor) -> Tensor:
 def _logits(x: Tensor, norm: Tensor, head_w: Tensor, eps: float) -> Tensor:
     """The final norm and the head. x (K, B, T, D), norm (K, D), head_w (K, V, D) ->
     (K, B, T, V)."""
-    return _bmm_t(_rms(x, norm, eps), head_w)
+    return _bmm_t(_rms(x, eps), _folded(head_w, norm))
 
 
-def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """RMSNorm per candidate. x (K, B, T, D), weight (K, D) -> (K, B, T, D)."""
-    return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight[:, None, None, :]
+def _rms(x: Tensor, eps: float) -> Tensor:
+    """RMSNorm without its weight (:func:`_folded` puts it in the product that follows).
+    x (..., D) -> (..., D)."""
+    return F.rms_norm(x, (x.shape[-1],), eps=eps)
+
+
+def _folded(w: Tensor, norm: Tensor) -> Tensor:
+    """A product's weight with the preceding norm's weight folded into its input axis:
+    (x̂ ⊙ norm) wᵀ = x̂ (w ⊙ norm)ᵀ. w (K, O, D), norm (K, D) -> (K, O, D).
+
+    The norm's weight then costs a (K, O, D) product on the weights instead of a pass over the
+    (K, B, T, D) stream, and its gradient a sum over O of the small dL/dw ⊙ w instead of a
+    reduction over every token of dL/dn ⊙ x̂ (a second read of the stream and its gradient in the
+    backward pass).
+    """
+    return w * norm[:, None, :]
 
 
 def _stack(tensors: list[Tensor]) -> nn.Parameter:
@@ -217,7 +230,8 @@ class _StackedAttention(_StackedMixer):
     def block(x_in: Tensor, prm: tuple[Tensor, ...], cst: tuple[Any, ...]) -> Tensor:
         norm, qkv_w, o_w = prm
         eps, h, g, p, theta, tiny = cst
-        x = _rms(x_in, norm, eps)  # (K, B, T, D)
+        x = _rms(x_in, eps)  # (K, B, T, D)
+        qkv_w = _folded(qkv_w, norm)  # (K, (H + 2G)·P, D)
         k, b, t, d = x.shape
         if tiny:  # the Triton kernel reads the projection channels-first, RoPE applied inside
             qkv_t = torch.bmm(qkv_w, x.reshape(k, b * t, d).transpose(1, 2))  # (K, C, B·T)
@@ -276,8 +290,8 @@ class _StackedMLP(_StackedMixer):
             rows = x_in.reshape(k, b * t, d)
             out = swiglu_block(rows, norm, w13.to(kernel_dtype), w2.to(kernel_dtype), eps)
             return out.view(k, b, t, d)
-        x = _rms(x_in, norm, eps)  # (K, B, T, D)
-        gate, up = _bmm_t(x, w13).chunk(2, dim=-1)  # (K, B, T, F) each
+        x = _rms(x_in, eps)  # (K, B, T, D)
+        gate, up = _bmm_t(x, _folded(w13, norm)).chunk(2, dim=-1)  # (K, B, T, F) each
         return x_in + _bmm_t(F.silu(gate) * up, w2)  # (K, B, T, D)
 
     def export(self, slot: int, block: Any) -> None:
@@ -401,7 +415,8 @@ def _mamba_in(
     """
     norm, in_proj, conv_w, conv_b = prm[:4]
     eps, e, c, w, conv_kernel = cst[0], cst[5], cst[6], cst[7], cst[11]
-    u = _rms(x_in, norm, eps)  # (K, B, T, D)
+    u = _rms(x_in, eps)  # (K, B, T, D)
+    in_proj = _folded(in_proj, norm)  # (K, E + C + H, D)
     t = u.shape[2]
     # three products: z, xbc and dt each contiguous, so their rows start aligned (with dt's H
     # channels appended, compiled kernels could not vectorise their loads) and the backward pass
@@ -623,9 +638,9 @@ class FusedArrangements(nn.Module):
             t = tokens.shape[-1]
             pos = self.get_buffer("dec_pos")[:t].to(x.dtype)  # (T, D)
             h = x[:, :, -1:, :] + pos  # (K, B, T, D)
-            h = _bmm_t(_rms(h, self.dec_n1, self.eps), self.dec_w1)  # (K, B, T, D)
+            h = _bmm_t(_rms(h, self.eps), _folded(self.dec_w1, self.dec_n1))  # (K, B, T, D)
             h = F.gelu(h + self.dec_b1[:, None, None])
-            h = _bmm_t(_rms(h, self.dec_n2, self.eps), self.dec_w2)  # (K, B, T, D)
+            h = _bmm_t(_rms(h, self.eps), _folded(self.dec_w2, self.dec_n2))  # (K, B, T, D)
             h = F.gelu(h + self.dec_b2[:, None, None])
             x = h  # (K, B, T, D)
         head = _compiled_fn(_logits, self.compiled)
