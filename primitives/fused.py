@@ -508,9 +508,8 @@ def _mamba_out(
     """
     gnorm, out_proj = prm[7], prm[8]
     g, e, norm_eps = cst[3], cst[5], cst[9]
-    weight = gnorm[:, None, None, :]  # (K, 1, 1, E)
-    y = gated_rms_norm(y, z, weight, group_size=e // g, eps=norm_eps)  # (K, B, T, E)
-    return x_in + _bmm_t(y, out_proj)  # (K, B, T, D)
+    y = gated_rms_norm(y, z, None, group_size=e // g, eps=norm_eps)  # (K, B, T, E)
+    return x_in + _bmm_t(y, _folded(out_proj, gnorm))  # (K, B, T, D)
 
 
 _COMPILED_FNS: dict[Callable[..., Any], Callable[..., Any]] = {}

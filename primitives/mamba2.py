@@ -338,16 +338,19 @@ class GatedRMSNorm(nn.Module):
         return gated_rms_norm(y, z, self.weight, group_size=self.group_size, eps=self.eps)
 
 
-def gated_rms_norm(y: Tensor, z: Tensor, weight: Tensor, *, group_size: int, eps: float) -> Tensor:
+def gated_rms_norm(
+    y: Tensor, z: Tensor, weight: Tensor | None, *, group_size: int, eps: float
+) -> Tensor:
     """norm(y · silu(z)) · weight in fp32, RMS over groups of ``group_size`` features.
 
-    Args: y, z (..., E); weight broadcastable to (..., E). Returns: (..., E) in y's dtype.
+    Args: y, z (..., E); weight broadcastable to (..., E), or None for none (a caller that
+    folds it into the product that follows). Returns: (..., E) in y's dtype.
     """
     gated = y.float() * F.silu(z.float())  # (..., E)
     grouped = gated.reshape(*gated.shape[:-1], -1, group_size)  # (..., G, E/G)
     scale = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + eps)
     normed = (grouped * scale).flatten(-2)  # (..., E)
-    return (normed * weight.float()).to(y.dtype)
+    return (normed if weight is None else normed * weight.float()).to(y.dtype)
 
 
 class Mamba2(nn.Module):
