@@ -96,6 +96,33 @@ def _bmm_t(x: Tensor, w: Tensor) -> Tensor:
     return out.view(k, b, t, w.shape[1])  # (K, B, T, O)
 
 
+class _ChannelsFirstProduct(torch.autograd.Function):
+    """w xᵀ for a channels-first result whose input gradient comes out row-major.
+
+    autograd's own backward of ``torch.bmm(w, x.transpose(1, 2))`` forms dx as wᵀ g, (K, I, N),
+    and hands the norm before it a transposed view of that; the norm's compiled backward then
+    reads the (K, N, I) gradient across its rows. Here dx is gᵀ w, (K, N, I) in rows, from the
+    same cuBLAS product with its operands' transposes swapped.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(w, x)
+        return torch.bmm(w, x.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
+        w, x = ctx.saved_tensors
+        return torch.bmm(grad, x), torch.bmm(grad.transpose(1, 2), w)
+
+
+def _channels_first_product(w: Tensor, x: Tensor) -> Tensor:
+    """Per-candidate w xᵀ in the products' dtype. w (K, O, I), x (K, N, I) -> (K, O, N)."""
+    dtype = _products_dtype(x)
+    out = _ChannelsFirstProduct.apply(w.to(dtype), x.to(dtype))  # type: ignore[no-untyped-call]
+    return cast(Tensor, out)
+
+
 def _products_dtype(x: Tensor) -> torch.dtype:
     """The dtype the batched products take on x: autocast's when it is on, else x's own (what
     a kernel replacing them must run in)."""
@@ -234,7 +261,7 @@ class _StackedAttention(_StackedMixer):
         qkv_w = _folded(qkv_w, norm)  # (K, (H + 2G)·P, D)
         k, b, t, d = x.shape
         if tiny:  # the Triton kernel reads the projection channels-first, RoPE applied inside
-            qkv_t = torch.bmm(qkv_w, x.reshape(k, b * t, d).transpose(1, 2))  # (K, C, B·T)
+            qkv_t = _channels_first_product(qkv_w, x.reshape(k, b * t, d))  # (K, C, B·T)
             y_t = tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=g, rope_theta=theta)
             out = torch.bmm(y_t.transpose(1, 2), o_w.transpose(1, 2))  # (K, B·T, D)
             return x_in + out.view(k, b, t, d)

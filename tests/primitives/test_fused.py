@@ -244,9 +244,9 @@ def _assert_compiled_matches_eager(
 
 
 def compiled_kernels_interpreter_check() -> None:
-    """Run in a subprocess with TRITON_INTERPRET=1: compiled blocks through the SwiGLU and SSD
-    kernels (their fake implementations, symbolic numbers of stacked candidates, the autograd
-    formulas traced) give the eager model without them, logits and gradients."""
+    """Run in a subprocess with TRITON_INTERPRET=1: compiled blocks through the SwiGLU, SSD and
+    tiny attention kernels (their fake implementations, symbolic numbers of stacked candidates,
+    the autograd formulas traced) give the eager model without them, logits and gradients."""
     import primitives.fused as fused
 
     layers = [("Mb", "M", "mA", "M"), ("M", "Mb", "M", "mA"), ("Mb", "M", "M", "M")]
@@ -257,6 +257,7 @@ def compiled_kernels_interpreter_check() -> None:
     ref.square().mean().backward()
     fused.ssd_supported = lambda *args: True  # the interpreter runs CPU tensors
     fused.swiglu_supported = lambda *args: True
+    fused.tiny_attention_supported = lambda *args: True
     compiled = fused_models(cfgs, [SEED] * len(cfgs)).compile_blocks(True)
     with torch._dynamo.config.patch(suppress_errors=False):  # a compile failure fails the check
         out = compiled(tokens)
