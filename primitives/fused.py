@@ -116,10 +116,37 @@ class _ChannelsFirstProduct(torch.autograd.Function):
         return torch.bmm(grad, x), torch.bmm(grad.transpose(1, 2), w)
 
 
+class _FromChannelsFirstProduct(torch.autograd.Function):
+    """yᵀ wᵀ from a channels-first y, whose gradient comes out channels-first too.
+
+    autograd's own backward of ``torch.bmm(y.transpose(1, 2), w.transpose(1, 2))`` forms dy as
+    g w, (K, N, I), and hands the kernel that made y a transposed view of it. Here dy is wᵀ gᵀ,
+    (K, I, N) in y's own layout, from the same cuBLAS product with its operands swapped.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(y, w)
+        return torch.bmm(y.transpose(1, 2), w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
+        y, w = ctx.saved_tensors
+        g_t = grad.transpose(1, 2)  # (K, O, N)
+        return torch.bmm(w.transpose(1, 2), g_t), torch.bmm(g_t, y.transpose(1, 2))
+
+
 def _channels_first_product(w: Tensor, x: Tensor) -> Tensor:
     """Per-candidate w xᵀ in the products' dtype. w (K, O, I), x (K, N, I) -> (K, O, N)."""
     dtype = _products_dtype(x)
     out = _ChannelsFirstProduct.apply(w.to(dtype), x.to(dtype))  # type: ignore[no-untyped-call]
+    return cast(Tensor, out)
+
+
+def _from_channels_first_product(y: Tensor, w: Tensor) -> Tensor:
+    """Per-candidate yᵀ wᵀ in the products' dtype. y (K, I, N), w (K, O, I) -> (K, N, O)."""
+    dtype = _products_dtype(y)
+    out = _FromChannelsFirstProduct.apply(y.to(dtype), w.to(dtype))  # type: ignore[no-untyped-call]
     return cast(Tensor, out)
 
 
@@ -263,7 +290,7 @@ class _StackedAttention(_StackedMixer):
         if tiny:  # the Triton kernel reads the projection channels-first, RoPE applied inside
             qkv_t = _channels_first_product(qkv_w, x.reshape(k, b * t, d))  # (K, C, B·T)
             y_t = tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=g, rope_theta=theta)
-            out = torch.bmm(y_t.transpose(1, 2), o_w.transpose(1, 2))  # (K, B·T, D)
+            out = _from_channels_first_product(y_t, o_w)  # (K, B·T, D)
             return x_in + out.view(k, b, t, d)
         qkv = _bmm_t(x, qkv_w)  # (K, B, T, (H + 2G)·P)
         q, kk, v = torch.split(qkv, [h * p, g * p, g * p], dim=-1)
