@@ -136,17 +136,14 @@ class _FromChannelsFirstProduct(torch.autograd.Function):
         return torch.bmm(w.transpose(1, 2), g_t), torch.bmm(g_t, y.transpose(1, 2))
 
 
-def _channels_first_product(w: Tensor, x: Tensor) -> Tensor:
-    """Per-candidate w xᵀ in the products' dtype. w (K, O, I), x (K, N, I) -> (K, O, N)."""
-    dtype = _products_dtype(x)
-    out = _ChannelsFirstProduct.apply(w.to(dtype), x.to(dtype))  # type: ignore[no-untyped-call]
-    return cast(Tensor, out)
-
-
-def _from_channels_first_product(y: Tensor, w: Tensor) -> Tensor:
-    """Per-candidate yᵀ wᵀ in the products' dtype. y (K, I, N), w (K, O, I) -> (K, N, O)."""
-    dtype = _products_dtype(y)
-    out = _FromChannelsFirstProduct.apply(y.to(dtype), w.to(dtype))  # type: ignore[no-untyped-call]
+def _layout_product(
+    fn: type[torch.autograd.Function], a: Tensor, b: Tensor, like: Tensor
+) -> Tensor:
+    """``fn`` (:class:`_ChannelsFirstProduct` or :class:`_FromChannelsFirstProduct`) on a and b
+    cast to the products' dtype on ``like``, the activation: the Function's backward runs
+    outside autocast, so its operands must already share a dtype."""
+    dtype = _products_dtype(like)
+    out = fn.apply(a.to(dtype), b.to(dtype))  # type: ignore[no-untyped-call]
     return cast(Tensor, out)
 
 
@@ -288,9 +285,10 @@ class _StackedAttention(_StackedMixer):
         qkv_w = _folded(qkv_w, norm)  # (K, (H + 2G)·P, D)
         k, b, t, d = x.shape
         if tiny:  # the Triton kernel reads the projection channels-first, RoPE applied inside
-            qkv_t = _channels_first_product(qkv_w, x.reshape(k, b * t, d))  # (K, C, B·T)
+            rows = x.reshape(k, b * t, d)
+            qkv_t = _layout_product(_ChannelsFirstProduct, qkv_w, rows, x)  # (K, C, B·T)
             y_t = tiny_attention(qkv_t, seq_len=t, n_heads=h, kv_heads=g, rope_theta=theta)
-            out = _from_channels_first_product(y_t, o_w)  # (K, B·T, D)
+            out = _layout_product(_FromChannelsFirstProduct, y_t, o_w, x)  # (K, B·T, D)
             return x_in + out.view(k, b, t, d)
         qkv = _bmm_t(x, qkv_w)  # (K, B, T, (H + 2G)·P)
         q, kk, v = torch.split(qkv, [h * p, g * p, g * p], dim=-1)
