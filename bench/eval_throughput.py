@@ -178,13 +178,18 @@ class Setting:
         """The arrangement sets, the fused candidates of each (K of them)."""
         depth = 4 if self.tiny else 16
         half = depth // 2
-        rng = random.Random(0)
-        rand = [tuple(rng.choice(PRIMS) for _ in range(depth)) for _ in range(self.k["random3"])]
         return {
             f"(mA M)x{half}": [("mA", "M") * half] * self.k["attn"],
             f"(Mb M)x{half}": [("Mb", "M") * half] * self.k["mamba"],
-            "random3": rand,
+            "random3": random_arrangements(self.k["random3"], depth),
         }
+
+
+def random_arrangements(k: int, depth: int) -> list[tuple[str, ...]]:
+    """The random3 set: k arrangements of ``depth`` layers, each layer mA, M or Mb uniformly
+    (seed 0), a different arrangement per fused candidate, as a search would submit them."""
+    rng = random.Random(0)
+    return [tuple(rng.choice(PRIMS) for _ in range(depth)) for _ in range(k)]
 
 
 def _data(st: Setting) -> tuple[Any, torch.Tensor, torch.Tensor]:

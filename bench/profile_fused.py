@@ -5,6 +5,9 @@ bench/eval_throughput.py times them), warms up, times --timed steps without the 
 profiles a few steps and prints the kernels with the most CUDA time, plus the step's wall time
 under the profiler.
 
+``--layers random3`` takes bench/eval_throughput.py's random3 set instead: K different random
+three-primitive arrangements of --depth layers.
+
 Usage: python bench/profile_fused.py --layers "mA M" --k 32 [--compiled] [--rows 25] [--shapes]
 """
 
@@ -24,6 +27,10 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_throughput import random_arrangements
+
 from primitives.evaluator import FIDELITIES, _dataset, _model_config, tasks_for
 from primitives.fused import fused_models, fused_train_step
 from primitives.mad import MAD_DATA_SEED
@@ -31,7 +38,9 @@ from primitives.mad import MAD_DATA_SEED
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--layers", default="mA M", help="the repeated unit, e.g. 'Mb M'")
+    parser.add_argument(
+        "--layers", default="mA M", help="the repeated unit, e.g. 'Mb M', or random3"
+    )
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--compiled", action="store_true")
@@ -45,9 +54,14 @@ def main() -> int:
     task = tasks_for(fid)["in_context_recall"]
     data = _dataset(task, MAD_DATA_SEED)
     inputs, targets = data.train_inputs.to(device), data.train_targets.to(device)
-    unit = tuple(args.layers.split())
-    layers = (unit * math.ceil(args.depth / len(unit)))[: args.depth]
-    cfgs = [_model_config(layers, fid, task)] * args.k
+    if args.layers == "random3":
+        arrangements = random_arrangements(args.k, args.depth)
+        label = f"random3 x{args.depth}"
+    else:
+        unit = tuple(args.layers.split())
+        arrangements = [(unit * math.ceil(args.depth / len(unit)))[: args.depth]] * args.k
+        label = " ".join(arrangements[0])
+    cfgs = [_model_config(a, fid, task) for a in arrangements]
     model = fused_models(cfgs, list(range(args.k))).to(device).compile_blocks(args.compiled)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=True)
     batch = fid.batch_size
@@ -72,7 +86,7 @@ def main() -> int:
         torch.cuda.synchronize()
         wall = (time.perf_counter() - t0) / args.steps
     print(
-        f"{' '.join(layers)} K={args.k} compiled={args.compiled} on "
+        f"{label} K={args.k} compiled={args.compiled} on "
         f"{torch.cuda.get_device_name()}: {timed * 1e3:.1f} ms/step ({args.timed} steps), "
         f"{wall * 1e3:.1f} ms/step (under the profiler), "
         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"

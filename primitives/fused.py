@@ -6,7 +6,10 @@ shape (their arrangements may differ) on one task together. The residual streams
 tensor (K, B, T, D); at each layer the candidates that hold primitive p there run together with
 their weights stacked on a leading K_p axis (batched matrix products, SDPA over K_p·B
 sequences, Mamba2's SSD as batched products when the sequence is one chunk, else with the
-candidates folded into the chunked scan's heads).
+candidates folded into the chunked scan's heads). Where a layer's candidates differ, the stream is
+reordered once (one gather, its gradient the inverse gather) so that each group is a contiguous
+slice, and the groups' outputs are concatenated in that order; a layer of one primitive keeps the
+order it finds, its weights stacked in that order, so uniform arrangements move nothing.
 
 Equivalence with :func:`primitives.evaluator.evaluate`:
 
@@ -587,6 +590,22 @@ _STACKED: dict[str, type[_StackedMixer]] = {
 }
 
 
+class _Permute(torch.autograd.Function):
+    """x.index_select(0, index) for a permutation ``index``, whose gradient is the gather by
+    the inverse permutation ``inverse`` (autograd's index_select backward would zero a tensor
+    of x's size and scatter-add into it)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
 @dataclass(frozen=True)
 class _Group:
     kind: str
@@ -622,17 +641,20 @@ class FusedArrangements(nn.Module):
         self.embed = _stack([m.embed.weight for m in models])  # (K, V, D)
         self.layer_groups: list[list[_Group]] = []
         self.mixers = nn.ModuleList()
+        order = tuple(range(self.k))  # the candidates' order along the stream's K axis
         for i in range(len(base.layers)):
             groups = []
-            for kind in dict.fromkeys(cfg.layers[i] for cfg in cfgs):
-                slots = tuple(j for j, cfg in enumerate(cfgs) if cfg.layers[i] == kind)
+            # the stream in the previous layer's order, split stably by primitive: each group is
+            # a contiguous slice and a layer of one primitive keeps the order (no data moves)
+            for kind in dict.fromkeys(cfgs[j].layers[i] for j in order):
+                slots = tuple(j for j in order if cfgs[j].layers[i] == kind)
                 blocks = [models[j].layers[i] for j in slots]
                 self.mixers.append(_STACKED[kind](blocks, self.eps))
                 groups.append(_Group(kind, slots))
-                self.register_buffer(
-                    f"slots_{i}_{kind}", torch.tensor(slots, dtype=torch.long), persistent=False
-                )
+            self._register_regroup(f"regroup_{i}", order, sum((g.slots for g in groups), ()))
+            order = sum((g.slots for g in groups), ())
             self.layer_groups.append(groups)
+        self._register_regroup("regroup_out", order, tuple(range(self.k)))
         self.has_decoder = base.head == "compression"
         if self.has_decoder:
             decs: list[Any] = [m.decoder for m in models]
@@ -668,6 +690,26 @@ class FusedArrangements(nn.Module):
         self.compiled = on
         return self
 
+    def _register_regroup(
+        self, name: str, before: tuple[int, ...], after: tuple[int, ...]
+    ) -> None:
+        """Buffers that take the stream from the candidate order ``before`` to ``after``:
+        ``name`` the positions in ``before`` of ``after``'s candidates, ``name_inv`` its
+        inverse (for the gradient); none when the orders are the same."""
+        if before == after:
+            return
+        where = {j: pos for pos, j in enumerate(before)}
+        index = torch.tensor([where[j] for j in after], dtype=torch.long)
+        self.register_buffer(name, index, persistent=False)
+        self.register_buffer(f"{name}_inv", torch.argsort(index), persistent=False)
+
+    def _regroup(self, x: Tensor, name: str) -> Tensor:
+        """x (K, ...) reordered along K by the buffers ``name`` (unchanged without them)."""
+        if not hasattr(self, name):
+            return x
+        index, inverse = self.get_buffer(name), self.get_buffer(f"{name}_inv")
+        return cast(Tensor, _Permute.apply(x, index, inverse))  # type: ignore[no-untyped-call]
+
     def forward(self, tokens: Tensor) -> Tensor:
         """Args: tokens (B, T) int64 shared by all candidates, or (K, B, T) one batch each.
 
@@ -676,15 +718,17 @@ class FusedArrangements(nn.Module):
         x = _embed(self.embed, tokens)  # (K, B, T, D)
         mixers = iter(self.mixers)
         for i, groups in enumerate(self.layer_groups):
+            x = self._regroup(x, f"regroup_{i}")  # (K, B, T, D), this layer's groups in turn
             if len(groups) == 1:
-                x = next(mixers)(x)  # (K, B, T, D): every candidate has this primitive
+                x = next(mixers)(x)  # every candidate has this primitive
                 continue
-            new = x
+            outs, start = [], 0
             for grp in groups:
-                slots = self.get_buffer(f"slots_{i}_{grp.kind}")  # (K_p,)
-                out = next(mixers)(x.index_select(0, slots))  # (K_p, B, T, D)
-                new = new.index_copy(0, slots, out.to(new.dtype))  # (K, B, T, D)
-            x = new
+                part = x[start : start + len(grp.slots)]  # (K_p, B, T, D), a view
+                outs.append(next(mixers)(part).to(x.dtype))
+                start += len(grp.slots)
+            x = torch.cat(outs)
+        x = self._regroup(x, "regroup_out")  # back in the candidates' order
         if self.has_decoder:
             t = tokens.shape[-1]
             pos = self.get_buffer("dec_pos")[:t].to(x.dtype)  # (T, D)

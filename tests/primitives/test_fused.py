@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from primitives.evaluator import FIDELITIES, EvalJob, evaluate
-from primitives.fused import FusedArrangements, _fused_loss, evaluate_fused, fused_models
+from primitives.fused import (
+    FusedArrangements,
+    _ChannelsFirstProduct,
+    _FromChannelsFirstProduct,
+    _fused_loss,
+    _layout_product,
+    evaluate_fused,
+    fused_models,
+)
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
 from tests.primitives.kernel_checks import interpreter_test
@@ -23,14 +31,25 @@ SHAPE: dict[str, Any] = {
     "chunk_size": 8,
 }
 ARRANGEMENTS = [("mA", "M", "Mb"), ("Mb", "M", "mA"), ("M", "M", "M"), ("mA", "Mb", "Mb")]
+# the stream's candidate order changes at layers 0 and 2 (each group a contiguous slice), and
+# layers 1 and 3, one primitive for all, keep the order they find: their stacked weights follow it
+REGROUPED = [
+    ("mA", "M", "Mb", "M"),
+    ("Mb", "M", "mA", "M"),
+    ("M", "M", "M", "M"),
+    ("mA", "M", "M", "M"),
+    ("Mb", "M", "M", "M"),
+]
 SEED = 7
 
 
-def _cfgs(head: str = "lm", chunk_size: int = 8) -> list[ModelConfig]:
+def _cfgs(
+    head: str = "lm", chunk_size: int = 8, arrangements: list[tuple[str, ...]] = ARRANGEMENTS
+) -> list[ModelConfig]:
     """Inputs are 12 long: chunk size 8 takes Mamba2's chunked scan, 16 its one-chunk form."""
     extra: dict[str, Any] = {"head": "compression", "seq_len": 12} if head == "compression" else {}
     shape = SHAPE | {"chunk_size": chunk_size}
-    return [ModelConfig(layers=a, vocab_size=11, **shape, **extra) for a in ARRANGEMENTS]
+    return [ModelConfig(layers=a, vocab_size=11, **shape, **extra) for a in arrangements]
 
 
 def _naive(cfg: ModelConfig) -> torch.nn.Module:
@@ -38,16 +57,33 @@ def _naive(cfg: ModelConfig) -> torch.nn.Module:
     return build_model(cfg)
 
 
+@pytest.mark.parametrize("arrangements", [ARRANGEMENTS, REGROUPED])
 @pytest.mark.parametrize("chunk_size", [8, 16])
 @pytest.mark.parametrize("head", ["lm", "compression"])
-def test_forward_matches_each_naive_model(head: str, chunk_size: int) -> None:
-    cfgs = _cfgs(head, chunk_size)
+def test_forward_matches_each_naive_model(
+    head: str, chunk_size: int, arrangements: list[tuple[str, ...]]
+) -> None:
+    cfgs = _cfgs(head, chunk_size, arrangements)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     tokens = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(0))
     out = fused(tokens)  # (K, B, T, V)
     assert out.shape == (len(cfgs), 3, 12, 11)
     for j, cfg in enumerate(cfgs):
         torch.testing.assert_close(out[j], _naive(cfg)(tokens), atol=1e-5, rtol=1e-5)
+
+
+def test_the_stream_is_reordered_only_where_the_groups_change() -> None:
+    fused = fused_models(_cfgs(arrangements=REGROUPED), [SEED] * len(REGROUPED))
+    moved = {name for name, _ in fused.named_buffers() if name.startswith("regroup")}
+    assert moved == {
+        f"{n}{inv}" for n in ("regroup_0", "regroup_2", "regroup_out") for inv in ("", "_inv")
+    }
+    assert [[(g.kind, g.slots) for g in groups] for groups in fused.layer_groups] == [
+        [("mA", (0, 3)), ("Mb", (1, 4)), ("M", (2,))],
+        [("M", (0, 3, 1, 4, 2))],
+        [("Mb", (0,)), ("M", (3, 4, 2)), ("mA", (1,))],
+        [("M", (0, 3, 4, 2, 1))],
+    ]
 
 
 def test_forward_with_a_batch_per_candidate() -> None:
@@ -91,9 +127,13 @@ def test_fused_rejects_mismatched_shapes() -> None:
         FusedArrangements([a, b])
 
 
-@pytest.mark.parametrize("chunk_size", [8, 16])
-def test_one_adamw_step_matches_naive_steps(chunk_size: int) -> None:
-    cfgs = _cfgs(chunk_size=chunk_size)
+@pytest.mark.parametrize(
+    ("chunk_size", "arrangements"), [(8, ARRANGEMENTS), (16, ARRANGEMENTS), (16, REGROUPED)]
+)
+def test_one_adamw_step_matches_naive_steps(
+    chunk_size: int, arrangements: list[tuple[str, ...]]
+) -> None:
+    cfgs = _cfgs(chunk_size=chunk_size, arrangements=arrangements)
     fused = fused_models(cfgs, [SEED] * len(cfgs))
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, 11, (4, 12), generator=gen)
@@ -223,7 +263,36 @@ COMPILE_WARNINGS = [
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
     "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning",
     "ignore:TensorFloat32 tensor cores for float32 matrix multiplication:UserWarning",
+    # dynamo (torch 2.11 to 2.13) instantiates the Function base class when it traces any
+    # autograd.Function's apply, e.g. the attention block's layout products
+    "ignore:<class 'torch.autograd.function.Function'> should not be instantiated"
+    ":DeprecationWarning",
 ]
+
+
+@pytest.mark.filterwarnings(*COMPILE_WARNINGS)
+def test_layout_products_compile_in_one_graph_with_bmms_gradients() -> None:
+    """The attention block's two autograd.Function products (used with the CUDA attention
+    kernel) trace into one dynamo graph and give autograd's gradients of the plain products."""
+    gen = torch.Generator().manual_seed(3)
+    w_in = torch.randn(2, 6, 4, generator=gen, requires_grad=True)  # (K, C, D)
+    w_out = torch.randn(2, 3, 6, generator=gen, requires_grad=True)  # (K, O, C)
+    x = torch.randn(2, 5, 4, generator=gen, requires_grad=True)  # (K, N, D)
+
+    def layout(w_in: torch.Tensor, w_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = _layout_product(_ChannelsFirstProduct, w_in, x, x)  # (K, C, N)
+        return _layout_product(_FromChannelsFirstProduct, y, w_out, x)  # (K, N, O)
+
+    def plain(w_in: torch.Tensor, w_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(torch.bmm(x, w_in.transpose(1, 2)), w_out.transpose(1, 2))
+
+    grads = []
+    for fn in (torch.compile(layout, backend="aot_eager", fullgraph=True), plain):
+        out = fn(w_in, w_out, x)
+        grads.append(torch.autograd.grad(out.square().sum(), (w_in, w_out, x)))
+        assert out.shape == (2, 5, 3)
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def _assert_compiled_matches_eager(
