@@ -2,7 +2,8 @@
 
 Naive (bench/naive_eval.py): eager fp32, one job at a time, the evaluator's training step.
 Fused (primitives/fused.py): K candidates per training step, stacked weights, bf16 autocast on
-CUDA, fused AdamW, optionally ``torch.compile``-d blocks. Both run the `paper` shape on the
+CUDA, fused AdamW, optionally ``torch.compile``-d blocks (``--modes compiled``) and each step
+replayed from CUDA graphs (``--modes graphed``, compiled too). Both run the `paper` shape on the
 in-context-recall task (width 128, batch 128, T = 127) for three sets of 16-layer arrangements:
 (mA M)x8, (Mb M)x8 and random three-primitive arrangements (a different arrangement per fused
 candidate, as a search would submit them). Each rate is the median of ``--repeats`` back-to-back
@@ -78,7 +79,13 @@ from naive_eval import evaluate_naive, host_op_us, naive_step_rate, timed_rates
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
-from primitives.fused import evaluate_fused, fused_models, fused_train_step
+from primitives.fused import (
+    GraphedTrainStep,
+    capturable_adamw,
+    evaluate_fused,
+    fused_models,
+    fused_train_step,
+)
 from primitives.mad import MAD_DATA_SEED, TASK_NAMES
 from primitives.model import ModelConfig
 
@@ -134,12 +141,19 @@ def fused_step_rate(
     device: torch.device,
     bf16: bool,
     compiled: bool = False,
+    graphed: bool = False,
     repeats: int = 1,
 ) -> list[float]:
     """Fused training steps per second (each step trains all len(cfgs) candidates), in each of
-    ``repeats`` windows of ``steps`` steps (:func:`naive_eval.timed_rates`)."""
+    ``repeats`` windows of ``steps`` steps (:func:`naive_eval.timed_rates`); ``graphed``
+    replays the steps from CUDA graphs (:class:`primitives.fused.GraphedTrainStep`, whose eager
+    warm-up steps fall in the warm-up)."""
     model = fused_models(cfgs, list(range(len(cfgs)))).to(device).compile_blocks(compiled)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
+    if graphed:
+        opt = capturable_adamw(model.parameters(), lr=5e-4, weight_decay=0.0, device=device)
+        train_step = GraphedTrainStep(model, opt, bf16=bf16)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
     n = inputs.shape[0]
     order = torch.randperm(n * math.ceil((steps * repeats + warmup) * batch / n) + batch) % n
     order = order.to(device)  # (enough rows for every step,)
@@ -147,7 +161,10 @@ def fused_step_rate(
 
     def step(i: int) -> None:
         idx = order[i * batch : (i + 1) * batch]  # (batch,)
-        fused_train_step(model, opt, inputs[idx], targets[idx], bf16=bf16)
+        if graphed:
+            train_step(inputs[idx], targets[idx])
+        else:
+            fused_train_step(model, opt, inputs[idx], targets[idx], bf16=bf16)
 
     return timed_rates(step, warmup=warmup, steps=steps, device=device, repeats=repeats)
 
@@ -238,7 +255,13 @@ def _child(st: Setting, spec: dict[str, Any]) -> dict[str, Any]:
     if spec["what"] == "fused":
         t0 = time.perf_counter()
         windows = fused_step_rate(
-            cfgs, inputs, targets, bf16=st.bf16, compiled=spec["compiled"], **common
+            cfgs,
+            inputs,
+            targets,
+            bf16=st.bf16,
+            compiled=spec["compiled"],
+            graphed=spec.get("graphed", False),
+            **common,
         )
         peak_mb = torch.cuda.max_memory_allocated() / 2**20 if st.device.type == "cuda" else None
         return {
@@ -281,8 +304,10 @@ def _parity_half(st: Setting, spec: dict[str, Any]) -> list[dict[str, Any]]:
             print(f"naive {' '.join(job.layers)} seed {job.seed}: {res.status} {res.score}",
                   flush=True)  # fmt: skip
     else:
-        results = evaluate_fused(jobs, compile_blocks=spec["compiled"])
-    mode = " compiled" if spec["half"] == "fused" and spec["compiled"] else ""
+        results = evaluate_fused(
+            jobs, compile_blocks=spec["compiled"], cuda_graph=spec.get("graphed", False)
+        )
+    mode = f" {_mode(spec)}" if spec["half"] == "fused" and spec["compiled"] else ""
     print(f"parity {spec['half']}{mode}: {time.perf_counter() - t0:.1f}s", flush=True)
     return [
         {
@@ -448,20 +473,34 @@ class Runner:
             spec = spec | {"k": spec["k"] // 2}
 
 
+MODES = ("eager", "compiled", "graphed")
+"""The fused step's modes: eager blocks, compiled blocks, and compiled blocks with the step
+replayed from CUDA graphs."""
+
+
+def _mode(spec: dict[str, Any]) -> str:
+    """A fused spec's mode, from its compiled and graphed flags."""
+    if spec.get("graphed"):
+        return "graphed"
+    return "compiled" if spec["compiled"] else "eager"
+
+
 def _row(
-    label: str, naive: dict[str, Any], fused: dict[str, Any], *, compiled: bool, st: Setting
+    label: str, naive: dict[str, Any], fused: dict[str, Any], *, spec: dict[str, Any], st: Setting
 ) -> dict[str, Any]:
     steps_per_eval = _steps_per_eval(st)
     peak = _peak(_card(st.device))
+    mode = _mode(spec)
     row: dict[str, Any] = {
         "label": label,
-        "compiled": compiled,
+        "compiled": spec["compiled"],
+        "mode": mode,
         "steps_timed": st.steps,
         "windows": st.repeats,
     }
     if "error" in naive or "error" in fused:
         row["error"] = fused.get("error") or naive.get("error")
-        print(f"{label:12s} {'compiled' if compiled else 'eager'}: {row['error']}", flush=True)
+        print(f"{label:12s} {mode}: {row['error']}", flush=True)
         return row
     nr, fr, k = naive["steps_per_s"], fused["steps_per_s"], fused["k"]
     nw, fw = naive["windows"], fused["windows"]
@@ -490,7 +529,7 @@ def _row(
     print(
         f"{label:12s} naive {nr:7.2f} steps/s {_span(nw)} = "
         f"{row['naive_evals_per_gpu_hour']:7.2f} evals/GPU-h | "
-        f"fused{' compiled' if compiled else ''} K={k} {fr:7.2f} steps/s {_span(fw)} = "
+        f"fused{'' if mode == 'eager' else ' ' + mode} K={k} {fr:7.2f} steps/s {_span(fw)} = "
         f"{row['fused_evals_per_gpu_hour']:8.2f} evals/GPU-h | "
         f"ratio {row['ratio']:.1f}x ({lo:.1f}-{hi:.1f})"
         + mfu
@@ -527,7 +566,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--k-mamba", type=int, default=32, help="fused K for (Mb M)x8")
     parser.add_argument("--k-random", type=int, default=32, help="fused K, random arrangements")
     parser.add_argument("--naive-random", type=int, default=2, help="random ones timed naive")
-    parser.add_argument("--modes", default="eager,compiled", help="fused modes to time")
+    parser.add_argument(
+        "--modes",
+        default="eager,compiled",
+        help="fused modes to time: eager, compiled, graphed (compiled, steps in CUDA graphs)",
+    )
     parser.add_argument("--sets", default="all", help="comma-separated labels, all or none")
     parser.add_argument("--parity-task", default="memorization", choices=TASK_NAMES)
     parser.add_argument("--parity-epochs", type=int, default=6)
@@ -580,12 +623,20 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(out))
         return 0
 
-    parity_spec = {
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := sorted(set(modes) - set(MODES)):
+        print(f"error: unknown --modes {unknown}; choose from {list(MODES)}", file=sys.stderr)
+        return 2
+    if "graphed" in modes and st.device.type != "cuda":
+        print(f"error: --modes graphed needs a CUDA device, not {st.device}", file=sys.stderr)
+        return 2
+    parity_spec = {  # the parity jobs train as the fastest mode timed
         "what": "parity",
         "task": args.parity_task,
         "epochs": args.parity_epochs,
         "seeds": args.parity_seeds,
-        "compiled": "compiled" in args.modes.split(","),
+        "compiled": any(m != "eager" for m in modes),
+        "graphed": "graphed" in modes,
     }
     naive_parity = None
     if args.parity_naive_from is not None and not args.no_parity:
@@ -598,7 +649,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     runner = Runner(list(argv), args.budget_s)  # the setting travels as the same flags
     card, host = _card(st.device), _host_cpu()
-    modes = [m for m in args.modes.split(",") if m]
     sets = st.sets()
     wanted = {"all": list(sets), "none": []}.get(args.sets, args.sets.split(","))
     # the kernels' off switches (AIRA_TINY_ATTENTION=0, ...) as they were for this run
@@ -651,19 +701,18 @@ def main(argv: list[str] | None = None) -> int:
                 "set": label,
                 "k": len(sets[label]),
                 "compiled": mode != "eager",
+                "graphed": mode == "graphed",
             }
             fused = runner.fused(spec, limit)
-            report["throughput"].append(
-                _row(label, naive, fused, compiled=spec["compiled"], st=st)
-            )
+            report["throughput"].append(_row(label, naive, fused, spec=spec, st=st))
             write()
     if not args.no_parity:
         spec, compiled = parity_spec, parity_spec["compiled"]
         naive_from = "" if naive_parity is None else f" (from {naive_parity['from']})"
         print(
             f"parity: {args.parity_task}, {args.parity_epochs} epochs, "
-            f"{args.parity_seeds} seeds; naive{naive_from}, then "
-            f"fused{' compiled' if compiled else ''}",
+            f"{args.parity_seeds} seeds; naive{naive_from}, then fused "
+            f"{_mode(spec)}",
             flush=True,
         )
         half_limit = args.parity_limit_s or limit
@@ -672,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         labels, jobs = _parity_jobs(st, spec)
         report["parity_task"], report["parity_epochs"] = args.parity_task, args.parity_epochs
         report["parity_compiled"] = compiled
+        report["parity_mode"] = _mode(spec)
         if naive_parity is not None:
             report["parity_naive_from"] = naive_parity["from"]
         report["parity_rule"] = f"|mean fused - mean naive| <= max(naive std, {PARITY_FLOOR})"

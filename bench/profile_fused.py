@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_throughput import random_arrangements
 
 from primitives.evaluator import FIDELITIES, _dataset, _model_config, tasks_for
-from primitives.fused import fused_models, fused_train_step
+from primitives.fused import GraphedTrainStep, capturable_adamw, fused_models, fused_train_step
 from primitives.mad import MAD_DATA_SEED
 
 
@@ -44,6 +44,9 @@ def main() -> int:
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--compiled", action="store_true")
+    parser.add_argument(
+        "--graphed", action="store_true", help="steps replayed from CUDA graphs (compiled too)"
+    )
     parser.add_argument("--steps", type=int, default=3, help="profiled steps")
     parser.add_argument("--timed", type=int, default=10, help="steps timed without profiler")
     parser.add_argument("--rows", type=int, default=25)
@@ -62,13 +65,21 @@ def main() -> int:
         arrangements = [(unit * math.ceil(args.depth / len(unit)))[: args.depth]] * args.k
         label = " ".join(arrangements[0])
     cfgs = [_model_config(a, fid, task) for a in arrangements]
-    model = fused_models(cfgs, list(range(args.k))).to(device).compile_blocks(args.compiled)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=True)
+    compiled = args.compiled or args.graphed
+    model = fused_models(cfgs, list(range(args.k))).to(device).compile_blocks(compiled)
+    if args.graphed:
+        opt = capturable_adamw(model.parameters(), lr=5e-4, weight_decay=0.0, device=device)
+        graphed = GraphedTrainStep(model, opt, bf16=True)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=True)
     batch = fid.batch_size
 
     def step(i: int) -> None:
         idx = torch.arange(i * batch, (i + 1) * batch, device=device) % inputs.shape[0]
-        fused_train_step(model, opt, inputs[idx], targets[idx], bf16=True)
+        if args.graphed:
+            graphed(inputs[idx], targets[idx])
+        else:
+            fused_train_step(model, opt, inputs[idx], targets[idx], bf16=True)
 
     for i in range(3):
         step(i)
@@ -86,7 +97,7 @@ def main() -> int:
         torch.cuda.synchronize()
         wall = (time.perf_counter() - t0) / args.steps
     print(
-        f"{label} K={args.k} compiled={args.compiled} on "
+        f"{label} K={args.k} compiled={compiled} graphed={args.graphed} on "
         f"{torch.cuda.get_device_name()}: {timed * 1e3:.1f} ms/step ({args.timed} steps), "
         f"{wall * 1e3:.1f} ms/step (under the profiler), "
         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"

@@ -78,10 +78,13 @@ from primitives.training import (
 
 __all__ = [
     "FusedArrangements",
+    "GraphedTrainStep",
+    "capturable_adamw",
     "evaluate_fused",
     "fit_and_score_fused",
     "fused_models",
     "fused_train_step",
+    "set_lr",
 ]
 
 DEFAULT_MAX_K = 32
@@ -816,6 +819,98 @@ def fused_train_step(
     return per.detach()
 
 
+def capturable_adamw(
+    params: Any, *, lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.AdamW:
+    """Fused AdamW that a CUDA graph can record: its step counts live on the device and its
+    learning rate is a device tensor, changed in place by :func:`set_lr` (a float would be baked
+    into the recorded kernels)."""
+    return torch.optim.AdamW(
+        params,
+        lr=torch.tensor(lr, device=device),
+        weight_decay=weight_decay,
+        fused=True,
+        capturable=True,
+    )
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's learning rate, in place where it is a tensor."""
+    for group in opt.param_groups:
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+class GraphedTrainStep:
+    """:func:`fused_train_step` replayed from CUDA graphs: one launch a step, not hundreds.
+
+    A fused step of mixed arrangements is bound by the host: K = 32 random three-primitive
+    arrangements spent 77 ms of kernels in a 97 to 117 ms step on an H200 (48 stacked blocks a
+    step, each a compiled graph, and about 325 batched products; bench/results runs log, stop
+    20). For each batch shape the first ``warmup`` calls run eagerly on a side stream (dynamo
+    compiles, Triton tunes its kernels and AdamW makes its state there); the next call records
+    the forward, backward and optimiser step in a graph, and that call and the later ones copy
+    their batch into the graph's inputs and replay it. The graphs of different shapes (an
+    epoch's last, smaller batch) share one memory pool: they never run at once, and each
+    writes what it reads. The optimiser must be :func:`capturable_adamw`'s.
+
+    Returns from each call the candidates' losses (K,), which the next call overwrites: copy
+    them to keep them.
+    """
+
+    def __init__(
+        self,
+        model: FusedArrangements,
+        opt: torch.optim.Optimizer,
+        *,
+        bf16: bool,
+        warmup: int = 2,
+    ) -> None:
+        self.model, self.opt, self.bf16, self.warmup = model, opt, bf16, warmup
+        self.stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        self.pool = torch.cuda.graph_pool_handle()
+        self.eager_calls: dict[tuple[int, ...], int] = {}
+        self.graphs: dict[
+            tuple[int, ...], tuple[torch.cuda.CUDAGraph, Tensor, Tensor, Tensor]
+        ] = {}
+
+    def __call__(self, tokens: Tensor, targets: Tensor) -> Tensor:
+        key = (*tokens.shape, -1, *targets.shape)
+        graphed = self.graphs.get(key)
+        if graphed is None:
+            if self.eager_calls.get(key, 0) < self.warmup:
+                self.eager_calls[key] = self.eager_calls.get(key, 0) + 1
+                return self._eager(tokens, targets)
+            graphed = self.graphs[key] = self._record(tokens, targets)
+        graph, static_tokens, static_targets, per = graphed
+        static_tokens.copy_(tokens)
+        static_targets.copy_(targets)
+        graph.replay()
+        return per
+
+    def _eager(self, tokens: Tensor, targets: Tensor) -> Tensor:
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            per = fused_train_step(self.model, self.opt, tokens, targets, bf16=self.bf16)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return per
+
+    def _record(
+        self, tokens: Tensor, targets: Tensor
+    ) -> tuple[torch.cuda.CUDAGraph, Tensor, Tensor, Tensor]:
+        """The step recorded (not run) on static copies of the batch."""
+        static_tokens, static_targets = tokens.clone(), targets.clone()
+        graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)  # the gradients are the graph's own
+        with torch.cuda.graph(graph, pool=self.pool):
+            per = fused_train_step(
+                self.model, self.opt, static_tokens, static_targets, bf16=self.bf16
+            )
+        return graph, static_tokens, static_targets, per
+
+
 @torch.no_grad()
 def _score_fused(
     model: FusedArrangements,
@@ -869,13 +964,16 @@ def fit_and_score_fused(
     vocab_size: int,
     seed: int | Sequence[int],
     deadline: float | None = None,
+    cuda_graph: bool = False,
 ) -> list[FitOutcome]:
     """:func:`primitives.training.fit_and_score` for K fused candidates; one outcome each.
 
     ``fit``, ``score_set`` and ``seed`` (the shuffle's) are one for all candidates or one per
     candidate. Candidates of the same seed share a lane: its data and its batch order; with one
     lane every step trains on one shared batch, with several each candidate gets its lane's
-    batch (the splits of all lanes must have the same shapes).
+    batch (the splits of all lanes must have the same shapes). ``cuda_graph`` replays the
+    training steps from CUDA graphs (:class:`GraphedTrainStep`) on a CUDA model; elsewhere it
+    changes nothing.
     """
     device = next(model.parameters()).device
     k = model.k
@@ -920,12 +1018,25 @@ def fit_and_score_fused(
             return x[idx[0]], y[idx[0]]  # (batch, T) each
         return x[lane_rows, idx][lane_of], y[lane_rows, idx][lane_of]  # (K, batch, T) each
 
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        fused=device.type == "cuda",
-    )
+    graphed = cuda_graph and device.type == "cuda"
+    if graphed:
+        opt = capturable_adamw(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, device=device
+        )
+        train_step: Callable[[Tensor, Tensor], Tensor] = GraphedTrainStep(
+            model, opt, bf16=cfg.bf16
+        )
+    else:
+        opt = torch.optim.AdamW(
+            model.parameters(),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            fused=device.type == "cuda",
+        )
+
+        def train_step(tokens: Tensor, targets: Tensor) -> Tensor:
+            return fused_train_step(model, opt, tokens, targets, bf16=cfg.bf16)
+
     losses = torch.zeros(cfg.epochs * steps_per_epoch, k, device=device)  # (steps, K)
     done: list[FitOutcome | None] = [None] * k
     accs: list[Accuracy | None] = [None] * k
@@ -956,11 +1067,10 @@ def fit_and_score_fused(
     model.train()
     epochs_run = 0
     for epoch in range(cfg.epochs):
-        for group in opt.param_groups:
-            group["lr"] = _cosine_lr(cfg, epoch)
+        set_lr(opt, _cosine_lr(cfg, epoch))
         for b in range(steps_per_epoch):
             tokens, targets = batch_of(epoch, b)
-            losses[step] = fused_train_step(model, opt, tokens, targets, bf16=cfg.bf16)
+            losses[step] = train_step(tokens, targets)
             step += 1
             if step % cfg.check_every == 0:
                 check(epochs_run)
@@ -996,6 +1106,7 @@ def evaluate_fused(
     max_k: int = DEFAULT_MAX_K,
     time_limit_s: float | None = None,
     compile_blocks: bool = False,
+    cuda_graph: bool = False,
 ) -> list[EvalResult]:
     """Like :func:`primitives.evaluator.evaluate` for MAD jobs, fusing compatible jobs.
 
@@ -1007,7 +1118,8 @@ def evaluate_fused(
     ``wall_s`` is the fused task's wall time divided by the candidates in it (amortised);
     ``fused_k`` records that count. ``time_limit_s`` bounds each fused group.
     ``compile_blocks`` runs the stacked blocks through ``torch.compile`` (see
-    :meth:`FusedArrangements.compile_blocks`).
+    :meth:`FusedArrangements.compile_blocks`); ``cuda_graph`` replays the training steps on a
+    CUDA device from CUDA graphs (:class:`GraphedTrainStep`).
 
     Raises:
         ValueError: a malformed job, or an LM task (use ``evaluate`` for those).
@@ -1025,9 +1137,18 @@ def evaluate_fused(
     for members in groups.values():
         for start in range(0, len(members), max_k):
             chunk = members[start : start + max_k]
-            for i, res in _run_fitting(jobs, resolved, chunk, time_limit_s, compile_blocks):
+            speed = _Speed(compile_blocks, cuda_graph)
+            for i, res in _run_fitting(jobs, resolved, chunk, time_limit_s, speed):
                 results[i] = res
     return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True)
+class _Speed:
+    """How a fused group trains: compiled blocks, steps replayed from CUDA graphs."""
+
+    compile_blocks: bool
+    cuda_graph: bool
 
 
 def _run_fitting(
@@ -1035,12 +1156,12 @@ def _run_fitting(
     resolved: Sequence[tuple[Fidelity, list[MadTask], torch.device]],
     members: list[int],
     time_limit_s: float | None,
-    compile_blocks: bool,
+    speed: _Speed,
 ) -> list[tuple[int, EvalResult]]:
     """:func:`_run_group`, then the jobs it lost to running out of memory again in smaller
     groups (halves, when all were lost), down to one job: a batch too big for the card is the
     batching's fault, not the candidates'. Returns (job index, result) pairs."""
-    results = _run_group(jobs, resolved, members, time_limit_s, compile_blocks)
+    results = _run_group(jobs, resolved, members, time_limit_s, speed)
     group = list(zip(members, results, strict=True))
     lost = [i for i, res in group if res.status == "oom"]
     if len(members) == 1 or not lost:
@@ -1048,7 +1169,7 @@ def _run_fitting(
     kept = [(i, res) for i, res in group if res.status != "oom"]
     parts = [lost[: len(lost) // 2], lost[len(lost) // 2 :]] if lost == members else [lost]
     for part in parts:
-        kept += _run_fitting(jobs, resolved, part, time_limit_s, compile_blocks)
+        kept += _run_fitting(jobs, resolved, part, time_limit_s, speed)
     return kept
 
 
@@ -1057,7 +1178,7 @@ def _run_group(
     resolved: Sequence[tuple[Fidelity, list[MadTask], torch.device]],
     members: list[int],
     time_limit_s: float | None,
-    compile_blocks: bool,
+    speed: _Speed,
 ) -> list[EvalResult]:
     start = time.perf_counter()
     deadline = None if time_limit_s is None else start + time_limit_s
@@ -1089,7 +1210,7 @@ def _run_group(
             seeds = [jobs[i].seed * 1000 + task_index for i in active]
             cfgs = [_model_config(jobs[i].layers, fid, task) for i in active]
             model = fused_models(cfgs, seeds).to(device)
-            model.compile_blocks(compile_blocks)
+            model.compile_blocks(speed.compile_blocks)
             outs = fit_and_score_fused(
                 model,
                 [splits[jobs[i].seed][0] for i in active],
@@ -1098,6 +1219,7 @@ def _run_group(
                 vocab_size=task.vocab_size,
                 seed=seeds,
                 deadline=deadline,
+                cuda_graph=speed.cuda_graph,
             )
             wall = (time.perf_counter() - t0) / len(active)
             for i, cfg, out in zip(active, cfgs, outs, strict=True):

@@ -220,3 +220,19 @@ def test_timed_rates_times_consecutive_windows_after_the_warmup(
     rates = bench.timed_rates(step, warmup=1, steps=4, device=cpu, repeats=2)
     assert calls == list(range(9))
     assert rates == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("modes", "message"),
+    [
+        ("eager,graphd", "unknown --modes ['graphd']"),
+        ("graphed", "--modes graphed needs a CUDA device, not cpu"),
+    ],
+)
+def test_modes_it_cannot_run_are_refused_before_any_measurement(
+    tmp_path: Path, modes: str, message: str
+) -> None:
+    proc = _run_bench(tmp_path, "--modes", modes)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing measured, nothing written

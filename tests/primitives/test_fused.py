@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from primitives.evaluator import FIDELITIES, EvalJob, evaluate
 from primitives.fused import (
     FusedArrangements,
+    GraphedTrainStep,
     _ChannelsFirstProduct,
     _FromChannelsFirstProduct,
     _fused_loss,
     _layout_product,
+    capturable_adamw,
     evaluate_fused,
     fused_models,
+    fused_train_step,
+    set_lr,
 )
 from primitives.mad import IGNORE_INDEX
 from primitives.model import ModelConfig, build_model
@@ -414,6 +418,100 @@ def test_compiled_mixed_arrangements_on_gpu() -> None:
             losses.append(per.detach())
         runs.append(torch.stack(losses))  # (steps, K)
     torch.testing.assert_close(runs[1], runs[0], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.filterwarnings(*COMPILE_WARNINGS)
+def test_graphed_steps_train_like_eager_steps_on_gpu() -> None:
+    """Steps replayed from CUDA graphs (compiled mixed arrangements, two batch shapes, the
+    learning rate changed between steps) give the eager steps' losses and weights."""
+    cfgs = [
+        ModelConfig(
+            layers=a,
+            vocab_size=16,
+            **{"d_model": 128, "n_heads": 16, "d_state": 16, "headdim": 32, "chunk_size": 128},
+        )
+        for a in REGROUPED
+    ]
+    gen = torch.Generator().manual_seed(6)
+    data = [
+        (
+            torch.randint(0, 16, (b, 127), generator=gen),
+            torch.randint(0, 16, (b, 127), generator=gen),
+        )
+        for b in (8, 8, 3, 8, 3, 8, 3, 8)  # each shape: 2 eager steps, then recorded, replayed
+    ]
+    runs = []
+    for graphed in (False, True):
+        model = fused_models(cfgs, [SEED] * len(cfgs)).cuda().compile_blocks(True)
+        opt = capturable_adamw(
+            model.parameters(), lr=1e-3, weight_decay=0.1, device=torch.device("cuda")
+        )
+        step = GraphedTrainStep(model, opt, bf16=True) if graphed else None
+        losses = []
+        for i, (tokens, targets) in enumerate(data):
+            set_lr(opt, 1e-3 / (1 + i))
+            tokens, targets = tokens.cuda(), targets.cuda()
+            if step is None:
+                per = fused_train_step(model, opt, tokens, targets, bf16=True)
+            else:
+                per = step(tokens, targets)
+            losses.append(per.clone())
+        assert step is None or len(step.graphs) == 2
+        runs.append((torch.stack(losses), [p.detach().clone() for p in model.parameters()]))
+    (eager_losses, eager_params), (graph_losses, graph_params) = runs
+    torch.testing.assert_close(graph_losses, eager_losses, atol=1e-5, rtol=1e-5)
+    for got, want in zip(graph_params, eager_params, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.filterwarnings(*COMPILE_WARNINGS)
+def test_evaluate_fused_with_cuda_graphs_matches_without_on_gpu() -> None:
+    fid = dataclasses.replace(
+        FIDELITIES["smoke"], name="tiny", epochs=3, n_train=40, n_test=32, eval_every=1
+    )
+    jobs = [
+        EvalJob(
+            layers=a, task="memorization", fidelity=fid, seed=0, split="validation", device="cuda"
+        )
+        for a in (("mA", "M", "Mb", "M"), ("Mb", "M", "mA", "M"), ("M", "M", "M", "M"))
+    ]
+    plain = evaluate_fused(jobs, compile_blocks=True)
+    graphed = evaluate_fused(jobs, compile_blocks=True, cuda_graph=True)
+    assert [r.status for r in graphed] == ["ok"] * len(jobs)
+    for a, b in zip(plain, graphed, strict=True):
+        assert a.per_task["memorization"]["n_steps"] == b.per_task["memorization"]["n_steps"]
+        assert abs(a.score - b.score) <= 1e-6
+        assert a.per_task["memorization"]["final_loss"] == pytest.approx(
+            b.per_task["memorization"]["final_loss"], rel=1e-5
+        )
+
+
+def test_set_lr_changes_float_and_tensor_learning_rates_in_place() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    floats = torch.optim.AdamW([p], lr=1e-3)
+    tensors = torch.optim.AdamW([p], lr=torch.tensor(1e-3), foreach=False)
+    lr_tensor = tensors.param_groups[0]["lr"]
+    set_lr(floats, 2e-4)
+    set_lr(tensors, 2e-4)
+    assert floats.param_groups[0]["lr"] == 2e-4
+    assert tensors.param_groups[0]["lr"] is lr_tensor  # the same tensor: a graph reads it
+    assert float(lr_tensor) == pytest.approx(2e-4)
+
+
+def test_cuda_graph_flag_changes_nothing_off_cuda() -> None:
+    fid = dataclasses.replace(
+        FIDELITIES["smoke"], name="tiny", epochs=2, n_train=32, n_test=16, eval_every=1
+    )
+    jobs = [
+        EvalJob(layers=a, task="memorization", fidelity=fid, seed=0, split="validation")
+        for a in (("mA", "M"), ("M", "Mb"))
+    ]
+    plain, graphed = evaluate_fused(jobs), evaluate_fused(jobs, cuda_graph=True)
+    assert [(r.status, r.score) for r in graphed] == [(r.status, r.score) for r in plain]
 
 
 @pytest.mark.parametrize("chunk_size", [8, 16])
