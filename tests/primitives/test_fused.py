@@ -502,6 +502,37 @@ def test_set_lr_changes_float_and_tensor_learning_rates_in_place() -> None:
     assert float(lr_tensor) == pytest.approx(2e-4)
 
 
+def test_capturable_adamw_with_set_lr_trains_like_float_lr_adamw() -> None:
+    """The optimiser a CUDA graph records (fused, capturable, lr a tensor changed in place) takes
+    the steps of the plain AdamW whose float lr is set the same way (here on the CPU)."""
+    cfgs = _cfgs(chunk_size=16, arrangements=REGROUPED)
+    gen = torch.Generator().manual_seed(4)
+    batches = [
+        (
+            torch.randint(0, 11, (b, 12), generator=gen),
+            torch.randint(0, 11, (b, 12), generator=gen),
+        )
+        for b in (4, 4, 2)
+    ]
+    params = []
+    for capturable in (False, True):
+        model = fused_models(cfgs, [SEED] * len(cfgs))
+        if capturable:
+            opt = capturable_adamw(
+                model.parameters(), lr=1e-2, weight_decay=0.1, device=torch.device("cpu")
+            )
+        else:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+        for i, (tokens, targets) in enumerate(batches):
+            set_lr(opt, 1e-2 / (1 + i))
+            fused_train_step(model, opt, tokens, targets, bf16=False)
+        params.append([p.detach().clone() for p in model.parameters()])
+    moved = fused_models(cfgs, [SEED] * len(cfgs)).parameters()
+    assert any(not torch.equal(p, q) for p, q in zip(params[1], moved, strict=True))
+    for got, want in zip(params[1], params[0], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
 def test_cuda_graph_flag_changes_nothing_off_cuda() -> None:
     fid = dataclasses.replace(
         FIDELITIES["smoke"], name="tiny", epochs=2, n_train=32, n_test=16, eval_every=1
