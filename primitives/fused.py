@@ -654,8 +654,9 @@ class FusedArrangements(nn.Module):
                 blocks = [models[j].layers[i] for j in slots]
                 self.mixers.append(_STACKED[kind](blocks, self.eps))
                 groups.append(_Group(kind, slots))
-            self._register_regroup(f"regroup_{i}", order, sum((g.slots for g in groups), ()))
-            order = sum((g.slots for g in groups), ())
+            grouped = sum((g.slots for g in groups), ())
+            self._register_regroup(f"regroup_{i}", order, grouped)
+            order = grouped
             self.layer_groups.append(groups)
         self._register_regroup("regroup_out", order, tuple(range(self.k)))
         self.has_decoder = base.head == "compression"
@@ -708,7 +709,7 @@ class FusedArrangements(nn.Module):
 
     def _regroup(self, x: Tensor, name: str) -> Tensor:
         """x (K, ...) reordered along K by the buffers ``name`` (unchanged without them)."""
-        if not hasattr(self, name):
+        if name not in self._buffers:
             return x
         index, inverse = self.get_buffer(name), self.get_buffer(f"{name}_inv")
         return cast(Tensor, _Permute.apply(x, index, inverse))  # type: ignore[no-untyped-call]
