@@ -79,13 +79,7 @@ from naive_eval import evaluate_naive, host_op_us, naive_step_rate, timed_rates
 
 from primitives.counting import count_flops
 from primitives.evaluator import FIDELITIES, EvalJob, Fidelity, _dataset, _model_config, tasks_for
-from primitives.fused import (
-    GraphedTrainStep,
-    capturable_adamw,
-    evaluate_fused,
-    fused_models,
-    fused_train_step,
-)
+from primitives.fused import evaluate_fused, fused_models, fused_trainer
 from primitives.mad import MAD_DATA_SEED, TASK_NAMES
 from primitives.model import ModelConfig
 
@@ -149,11 +143,7 @@ def fused_step_rate(
     replays the steps from CUDA graphs (:class:`primitives.fused.GraphedTrainStep`, whose eager
     warm-up steps fall in the warm-up)."""
     model = fused_models(cfgs, list(range(len(cfgs)))).to(device).compile_blocks(compiled)
-    if graphed:
-        opt = capturable_adamw(model.parameters(), lr=5e-4, weight_decay=0.0, device=device)
-        train_step = GraphedTrainStep(model, opt, bf16=bf16)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device.type == "cuda")
+    _, train_step = fused_trainer(model, lr=5e-4, weight_decay=0.0, bf16=bf16, cuda_graph=graphed)
     n = inputs.shape[0]
     order = torch.randperm(n * math.ceil((steps * repeats + warmup) * batch / n) + batch) % n
     order = order.to(device)  # (enough rows for every step,)
@@ -161,10 +151,7 @@ def fused_step_rate(
 
     def step(i: int) -> None:
         idx = order[i * batch : (i + 1) * batch]  # (batch,)
-        if graphed:
-            train_step(inputs[idx], targets[idx])
-        else:
-            fused_train_step(model, opt, inputs[idx], targets[idx], bf16=bf16)
+        train_step(inputs[idx], targets[idx])
 
     return timed_rates(step, warmup=warmup, steps=steps, device=device, repeats=repeats)
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_throughput import random_arrangements
 
 from primitives.evaluator import FIDELITIES, _dataset, _model_config, tasks_for
-from primitives.fused import GraphedTrainStep, capturable_adamw, fused_models, fused_train_step
+from primitives.fused import fused_models, fused_trainer
 from primitives.mad import MAD_DATA_SEED
 
 
@@ -67,19 +67,14 @@ def main() -> int:
     cfgs = [_model_config(a, fid, task) for a in arrangements]
     compiled = args.compiled or args.graphed
     model = fused_models(cfgs, list(range(args.k))).to(device).compile_blocks(compiled)
-    if args.graphed:
-        opt = capturable_adamw(model.parameters(), lr=5e-4, weight_decay=0.0, device=device)
-        graphed = GraphedTrainStep(model, opt, bf16=True)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=True)
+    _, train_step = fused_trainer(
+        model, lr=5e-4, weight_decay=0.0, bf16=True, cuda_graph=args.graphed
+    )
     batch = fid.batch_size
 
     def step(i: int) -> None:
         idx = torch.arange(i * batch, (i + 1) * batch, device=device) % inputs.shape[0]
-        if args.graphed:
-            graphed(inputs[idx], targets[idx])
-        else:
-            fused_train_step(model, opt, inputs[idx], targets[idx], bf16=True)
+        train_step(inputs[idx], targets[idx])
 
     for i in range(3):
         step(i)

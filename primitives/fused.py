@@ -84,6 +84,7 @@ __all__ = [
     "fit_and_score_fused",
     "fused_models",
     "fused_train_step",
+    "fused_trainer",
     "set_lr",
 ]
 
@@ -912,6 +913,27 @@ class GraphedTrainStep:
         return graph, static_tokens, static_targets, per
 
 
+def fused_trainer(
+    model: FusedArrangements, *, lr: float, weight_decay: float, bf16: bool, cuda_graph: bool
+) -> tuple[torch.optim.Optimizer, Callable[[Tensor, Tensor], Tensor]]:
+    """The AdamW of a fused model (fused kernels on CUDA) and its training step, (tokens,
+    targets) -> the candidates' losses (K,): :func:`fused_train_step`, or with ``cuda_graph`` on
+    a CUDA model a :class:`GraphedTrainStep` over :func:`capturable_adamw`. Set the learning
+    rate with :func:`set_lr`."""
+    device = next(model.parameters()).device
+    if cuda_graph and device.type == "cuda":
+        opt = capturable_adamw(model.parameters(), lr=lr, weight_decay=weight_decay, device=device)
+        return opt, GraphedTrainStep(model, opt, bf16=bf16)
+    plain = torch.optim.AdamW(
+        model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda"
+    )
+
+    def step(tokens: Tensor, targets: Tensor) -> Tensor:
+        return fused_train_step(model, plain, tokens, targets, bf16=bf16)
+
+    return plain, step
+
+
 @torch.no_grad()
 def _score_fused(
     model: FusedArrangements,
@@ -1019,25 +1041,9 @@ def fit_and_score_fused(
             return x[idx[0]], y[idx[0]]  # (batch, T) each
         return x[lane_rows, idx][lane_of], y[lane_rows, idx][lane_of]  # (K, batch, T) each
 
-    graphed = cuda_graph and device.type == "cuda"
-    if graphed:
-        opt = capturable_adamw(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, device=device
-        )
-        train_step: Callable[[Tensor, Tensor], Tensor] = GraphedTrainStep(
-            model, opt, bf16=cfg.bf16
-        )
-    else:
-        opt = torch.optim.AdamW(
-            model.parameters(),
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            fused=device.type == "cuda",
-        )
-
-        def train_step(tokens: Tensor, targets: Tensor) -> Tensor:
-            return fused_train_step(model, opt, tokens, targets, bf16=cfg.bf16)
-
+    opt, train_step = fused_trainer(
+        model, lr=cfg.lr, weight_decay=cfg.weight_decay, bf16=cfg.bf16, cuda_graph=cuda_graph
+    )
     losses = torch.zeros(cfg.epochs * steps_per_epoch, k, device=device)  # (steps, K)
     done: list[FitOutcome | None] = [None] * k
     accs: list[Accuracy | None] = [None] * k
