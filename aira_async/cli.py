@@ -272,6 +272,13 @@ def evaluate(
     compile_blocks: Annotated[
         bool, typer.Option("--compile", help="With --fused on CUDA: torch.compile the blocks.")
     ] = False,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="With --fused --compile on CUDA: replay the training steps from CUDA graphs.",
+        ),
+    ] = True,
 ) -> None:
     """Train and score arrangements (no search); exit 1 unless every one trained (status ok).
 
@@ -303,7 +310,12 @@ def evaluate(
             if fused:
                 from primitives.fused import evaluate_fused
 
-                results = evaluate_fused(jobs, max_k=len(jobs), compile_blocks=compile_blocks)
+                results = evaluate_fused(
+                    jobs,
+                    max_k=len(jobs),
+                    compile_blocks=compile_blocks,
+                    cuda_graph=compile_blocks and cuda_graph,
+                )
             else:
                 results = run_jobs(jobs)
     payloads = [views.eval_result_dict(r) for r in results]

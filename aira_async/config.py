@@ -11,7 +11,9 @@ A population file has these sections (see `populations/presets/offline.toml`):
     [evaluation]  backend ("process" | "inline"), device ("cpu" | "cuda" | "auto"), workers,
                   timeout_s (per job; a fused batch of n jobs gets n times it),
                   threads_per_worker, fuse (the most MAD requests one worker trains together;
-                  1 = one at a time), compile (torch.compile the fused blocks; CUDA only)
+                  1 = one at a time), compile (torch.compile the fused blocks; CUDA only),
+                  cuda_graph (with compile: replay the fused training steps from CUDA graphs;
+                  default true)
     [llm]         timeout_s (per attempt), deadline_s (per call, retries included), max_retries,
                   backoff_s, backoff_max_s, max_retry_after_s, default_concurrency,
                   [llm.concurrency] (provider = calls in flight), cost_cap_usd,
@@ -132,6 +134,8 @@ class EvaluationConfig:
     """The most compatible MAD requests one worker trains together (`primitives.fused`)."""
     compile: bool = False
     """torch.compile the fused blocks (CUDA workers only; ignored on the CPU)."""
+    cuda_graph: bool = True
+    """With `compile`: replay the fused training steps from CUDA graphs (CUDA workers only)."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("process", "inline"):

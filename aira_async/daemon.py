@@ -207,6 +207,7 @@ class Daemon:
                     device=config.evaluation.device,
                     threads_per_worker=config.evaluation.threads_per_worker,
                     compile=config.evaluation.compile,
+                    cuda_graph=config.evaluation.cuda_graph,
                 ),
                 timeout_s=config.evaluation.timeout_s,
                 fuse=config.evaluation.fuse,

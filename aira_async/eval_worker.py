@@ -168,6 +168,7 @@ def run_batch(
     device: str = "cpu",
     *,
     compile: bool = False,
+    cuda_graph: bool = False,
     time_limit_s: float | None = None,
 ) -> list[EvalOutcome]:
     """Evaluate `requests` in this process; one outcome per request, in order, never raised.
@@ -177,8 +178,9 @@ def run_batch(
     `fuse_group` does and splits a group that runs out of GPU memory); each outcome's
     `metrics["fused_k"]` is the size of the group it trained in.
     `time_limit_s` bounds each fused group; `compile` torch.compiles the fused blocks on CUDA
-    only. A malformed request makes `evaluate_fused` refuse the whole batch before any training;
-    the requests then run one by one, so that only the malformed one fails.
+    only, and with it `cuda_graph` replays their training steps from CUDA graphs. A malformed
+    request makes `evaluate_fused` refuse the whole batch before any training; the requests
+    then run one by one, so that only the malformed one fails.
     """
     mad = [i for i, r in enumerate(requests) if r.task == "mad"]
     if len(mad) < 2:
@@ -193,6 +195,7 @@ def run_batch(
             max_k=len(fused),
             time_limit_s=time_limit_s,
             compile_blocks=compile and device.startswith("cuda"),
+            cuda_graph=compile and cuda_graph and device.startswith("cuda"),
         )
     except ValueError:
         return [run_request(r, device) for r in requests]
@@ -223,10 +226,13 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def worker_main(conn: Connection, device: str, n_threads: int, compile: bool = False) -> None:
+def worker_main(
+    conn: Connection, device: str, n_threads: int, compile: bool = False, cuda_graph: bool = False
+) -> None:
     """Entry point of a worker process: serve `EvalBatch`es from `conn` until it closes.
 
-    `compile`: torch.compile the blocks of fused batches (CUDA devices only).
+    `compile`: torch.compile the blocks of fused batches (CUDA devices only); `cuda_graph`: with
+    `compile`, replay their training steps from CUDA graphs.
     """
     # Ctrl-C reaches the whole process group; the daemon decides what happens to our job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -239,7 +245,11 @@ def worker_main(conn: Connection, device: str, n_threads: int, compile: bool = F
         except (EOFError, OSError):
             return
         outcomes = run_batch(
-            batch.requests, device, compile=compile, time_limit_s=batch.time_limit_s
+            batch.requests,
+            device,
+            compile=compile,
+            cuda_graph=cuda_graph,
+            time_limit_s=batch.time_limit_s,
         )
         try:
             conn.send(outcomes)

@@ -72,14 +72,23 @@ class InlineSlot(BaseSlot):
 class ProcessSlot(BaseSlot):
     """A persistent spawned worker process that serves one batch at a time.
 
-    `compile`: the worker torch.compiles the blocks of fused MAD batches (CUDA devices only).
+    `compile`: the worker torch.compiles the blocks of fused MAD batches (CUDA devices only);
+    `cuda_graph`: with `compile`, it replays their training steps from CUDA graphs.
     """
 
-    def __init__(self, index: int, *, device: str, n_threads: int, compile: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        *,
+        device: str,
+        n_threads: int,
+        compile: bool = False,
+        cuda_graph: bool = False,
+    ) -> None:
         self.name = f"worker-{index}"
         self.device = device
         self.n_threads = n_threads
-        self.compile = compile
+        self.compile, self.cuda_graph = compile, cuda_graph
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.restarts = 0
@@ -89,7 +98,7 @@ class ProcessSlot(BaseSlot):
         parent, child = ctx.Pipe(duplex=True)
         process = ctx.Process(
             target=worker_main,
-            args=(child, self.device, self.n_threads, self.compile),
+            args=(child, self.device, self.n_threads, self.compile, self.cuda_graph),
             name=f"aira-{self.name}",
             daemon=True,
         )
@@ -199,7 +208,13 @@ class ProcessSlot(BaseSlot):
 
 
 def make_slots(
-    backend: str, *, workers: int, device: str, threads_per_worker: int, compile: bool = False
+    backend: str,
+    *,
+    workers: int,
+    device: str,
+    threads_per_worker: int,
+    compile: bool = False,
+    cuda_graph: bool = False,
 ) -> list[BaseSlot]:
     """The slots for an `[evaluation]` config section (CUDA: one worker per GPU index)."""
     if backend == "inline":
@@ -208,6 +223,12 @@ def make_slots(
     for i in range(workers):
         slot_device = f"cuda:{i}" if device == "cuda" else device
         slots.append(
-            ProcessSlot(i, device=slot_device, n_threads=threads_per_worker, compile=compile)
+            ProcessSlot(
+                i,
+                device=slot_device,
+                n_threads=threads_per_worker,
+                compile=compile,
+                cuda_graph=cuda_graph,
+            )
         )
     return slots

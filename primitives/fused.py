@@ -848,10 +848,11 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 class GraphedTrainStep:
     """:func:`fused_train_step` replayed from CUDA graphs: one launch a step, not hundreds.
 
-    A fused step of mixed arrangements is bound by the host: K = 32 random three-primitive
-    arrangements spent 77 ms of kernels in a 97 to 117 ms step on an H200 (48 stacked blocks a
-    step, each a compiled graph, and about 325 batched products; bench/results runs log, stop
-    20). For each batch shape the first ``warmup`` calls run eagerly on a side stream (dynamo
+    A fused step of mixed arrangements is bound by the host when launched op by op: K = 32
+    random three-primitive arrangements spent 77 ms of kernels in a 104 ms step on an H200 (48
+    stacked blocks a step, each a compiled graph, and about 325 batched products); replayed,
+    the step took 76.9 ms, its kernels' time (bench/results runs log, stop 21). For each batch
+    shape the first ``warmup`` calls run eagerly on a side stream (dynamo
     compiles, Triton tunes its kernels and AdamW makes its state there); the next call records
     the forward, backward and optimiser step in a graph, and that call and the later ones copy
     their batch into the graph's inputs and replay it. The graphs of different shapes (an

@@ -70,9 +70,15 @@ _FWD_CONFIGS = [
 
 
 def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
-    """Query blocks no taller than the sequence block (a launch keyword)."""
+    """Query blocks no taller than the sequence block (a launch keyword), and no register cap
+    in fp32: ptxas cannot fit the fp32 forward in 96 registers (its allocation fails)."""
     block_t = kwargs.get("BLOCK_T", named_args.get("BLOCK_T"))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= block_t]
+    wide = named_args["qkv"].dtype == torch.float32
+    kept = [
+        c
+        for c in configs
+        if c.kwargs.get("BLOCK_M", block_t) <= block_t and not (wide and c.maxnreg is not None)
+    ]
     return kept or [triton.Config({"BLOCK_M": block_t}, num_warps=4)]
 
 

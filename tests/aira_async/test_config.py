@@ -90,12 +90,16 @@ def test_count_expands_agents(tmp_path: Path) -> None:
 def test_fuse_and_compile(tmp_path: Path) -> None:
     path = write_population(tmp_path / "p.toml")
     plain = load_population(path)
-    assert (plain.evaluation.fuse, plain.evaluation.compile) == (1, False)
-    path.write_text(
-        path.read_text().replace("timeout_s = 30\n", "timeout_s = 30\nfuse = 4\ncompile = true\n")
+    assert (plain.evaluation.fuse, plain.evaluation.compile, plain.evaluation.cuda_graph) == (
+        1,
+        False,
+        True,
     )
+    lines = "timeout_s = 30\nfuse = 4\ncompile = true\ncuda_graph = false\n"
+    path.write_text(path.read_text().replace("timeout_s = 30\n", lines))
     config = load_population(path)
     assert (config.evaluation.fuse, config.evaluation.compile) == (4, True)
+    assert config.evaluation.cuda_graph is False
     assert config.config_hash() == plain.config_hash(), "how jobs are batched decides no score"
     assert DaemonConfig.from_dict(config.to_dict()) == config
 
@@ -107,6 +111,7 @@ def test_fuse_and_compile(tmp_path: Path) -> None:
         ('fuse = "x"', r"evaluation\.fuse expected int"),
         ("fuse = 2.5", r"evaluation\.fuse expected int"),
         ('compile = "yes"', r"evaluation\.compile expected bool"),
+        ("cuda_graph = 1", r"evaluation\.cuda_graph expected bool"),
     ],
 )
 def test_bad_fuse_or_compile_is_named(tmp_path: Path, line: str, message: str) -> None:

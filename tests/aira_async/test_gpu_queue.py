@@ -276,3 +276,39 @@ def test_a_batch_split_for_memory_reports_the_size_it_trained_in(
     outcomes = run_batch([mad_request("mA M"), mad_request("Mb M"), mad_request("M M")])
     assert [o.status for o in outcomes] == [EvalStatus.OK] * 3, [o.error for o in outcomes]
     assert [o.metrics["fused_k"] for o in outcomes] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("device", "compile", "cuda_graph", "expected"),
+    [
+        ("cuda:0", True, True, (True, True)),
+        ("cuda:0", True, False, (True, False)),
+        ("cuda:0", False, True, (False, False)),  # graphs only replay compiled blocks
+        ("cpu", True, True, (False, False)),
+    ],
+)
+def test_a_worker_asks_for_compiled_blocks_and_graphs_only_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    compile: bool,
+    cuda_graph: bool,
+    expected: tuple[bool, bool],
+) -> None:
+    import primitives.fused as fused
+    from aira_async.eval_worker import run_batch
+
+    class Asked(Exception):
+        pass
+
+    def record(jobs: object, **kwargs: object) -> object:
+        raise Asked((kwargs["compile_blocks"], kwargs["cuda_graph"]))
+
+    monkeypatch.setattr(fused, "evaluate_fused", record)
+    with pytest.raises(Asked) as asked:
+        run_batch(
+            [mad_request("mA M"), mad_request("M M")],
+            device,
+            compile=compile,
+            cuda_graph=cuda_graph,
+        )
+    assert asked.value.args[0] == expected

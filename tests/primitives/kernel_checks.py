@@ -8,7 +8,7 @@ import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,12 +251,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def gpu_check_launches(dtype: torch.dtype = torch.bfloat16) -> list[KernelLaunch]:
+def gpu_check_launches(
+    dtype: torch.dtype = torch.bfloat16, modules: Sequence[str] = KERNEL_TEST_MODULES
+) -> list[KernelLaunch]:
     """Every distinct launch, in every configuration its autotuner would time, of the kernel
-    modules' GPU checks at their largest (the proxy's) shapes in ``dtype``: the checks run on
+    ``modules``' GPU checks at their largest (the proxy's) shapes in ``dtype``: the checks run on
     CPU tensors with the launches captured instead of run."""
     with _launches_captured() as captured:
-        for name in KERNEL_TEST_MODULES:
+        for name in modules:
             module = importlib.import_module(f"tests.primitives.{name}")
             for switches in [{}, *getattr(module, "KERNEL_SWITCHES", [])]:
                 with _environment(switches):

@@ -425,7 +425,15 @@ def test_compiled_mixed_arrangements_on_gpu() -> None:
 @pytest.mark.filterwarnings(*COMPILE_WARNINGS)
 def test_graphed_steps_train_like_eager_steps_on_gpu() -> None:
     """Steps replayed from CUDA graphs (compiled mixed arrangements, two batch shapes, the
-    learning rate changed between steps) give the eager steps' losses and weights."""
+    learning rate changed between steps) give the eager steps' losses and weights.
+
+    In fp32: under bf16 autocast the two runs differed by up to 2.6e-4 in a loss of 2.8 (H200),
+    too much to tell rounding from a graph that replays a stale batch or learning rate. In fp32
+    the losses agreed to 1e-5 there, and of the weights one element of 10240 in one tensor
+    differed, by 7.8e-6 (a weight of 0.046): AdamW divides a near-zero gradient's rounding by
+    its small second moment. A stale learning rate would move every weight by about 1e-4, so
+    the weights are held to a mean difference of 1e-7 and a largest of 5e-5. bf16 replays are
+    checked end to end by the evaluator test below."""
     cfgs = [
         ModelConfig(
             layers=a,
@@ -448,13 +456,13 @@ def test_graphed_steps_train_like_eager_steps_on_gpu() -> None:
         opt = capturable_adamw(
             model.parameters(), lr=1e-3, weight_decay=0.1, device=torch.device("cuda")
         )
-        step = GraphedTrainStep(model, opt, bf16=True) if graphed else None
+        step = GraphedTrainStep(model, opt, bf16=False) if graphed else None
         losses = []
         for i, (tokens, targets) in enumerate(data):
             set_lr(opt, 1e-3 / (1 + i))
             tokens, targets = tokens.cuda(), targets.cuda()
             if step is None:
-                per = fused_train_step(model, opt, tokens, targets, bf16=True)
+                per = fused_train_step(model, opt, tokens, targets, bf16=False)
             else:
                 per = step(tokens, targets)
             losses.append(per.clone())
@@ -462,8 +470,10 @@ def test_graphed_steps_train_like_eager_steps_on_gpu() -> None:
         runs.append((torch.stack(losses), [p.detach().clone() for p in model.parameters()]))
     (eager_losses, eager_params), (graph_losses, graph_params) = runs
     torch.testing.assert_close(graph_losses, eager_losses, atol=1e-5, rtol=1e-5)
-    for got, want in zip(graph_params, eager_params, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    pairs = zip(graph_params, eager_params, strict=True)
+    diffs = torch.cat([(got - want).abs().flatten() for got, want in pairs])
+    assert float(diffs.mean()) < 1e-7, float(diffs.mean())
+    assert float(diffs.max()) < 5e-5, float(diffs.max())
 
 
 @pytest.mark.gpu

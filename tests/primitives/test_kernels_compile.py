@@ -14,6 +14,7 @@ sm_90, as it would on the GPU, without one.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.primitives.kernel_checks import HAS_TRITON, gpu_check_launches
 
@@ -43,3 +44,19 @@ def test_every_kernel_compiles_for_sm90_in_every_configuration() -> None:
         "_ssd_triton._fwd_kernel",
         "_ssd_triton._bwd_kernel",
     }, compiled
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.timeout(600)
+def test_the_attention_kernels_compile_for_sm90_in_fp32_in_every_configuration() -> None:
+    """The attention kernels also take fp32 (the other kernels refuse it). A configuration that
+    ptxas cannot fit (the forward's 96-register cap, H200) is pruned, not timed: the autotuner
+    survived it but printed the failing kernel's whole assembly."""
+    launches = gpu_check_launches(torch.float32, modules=["test_tiny_attention"])
+    assert launches
+    for launch in launches:
+        try:
+            assert launch.compile_sm90().asm["cubin"], launch.label
+        except Exception as exc:  # name the launch that failed
+            raise AssertionError(f"{launch.label}: {type(exc).__name__}: {exc}") from exc
