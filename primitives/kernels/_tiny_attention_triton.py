@@ -77,7 +77,7 @@ def _prune(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> lis
     kept = [
         c
         for c in configs
-        if c.kwargs.get("BLOCK_M", block_t) <= block_t and not (wide and c.maxnreg is not None)
+        if c.kwargs["BLOCK_M"] <= block_t and not (wide and c.maxnreg is not None)
     ]
     return kept or [triton.Config({"BLOCK_M": block_t}, num_warps=4)]
 
