@@ -883,8 +883,9 @@ class GraphedTrainStep:
         key = (*tokens.shape, -1, *targets.shape)
         graphed = self.graphs.get(key)
         if graphed is None:
-            if self.eager_calls.get(key, 0) < self.warmup:
-                self.eager_calls[key] = self.eager_calls.get(key, 0) + 1
+            eager = self.eager_calls.get(key, 0)
+            if eager < self.warmup:
+                self.eager_calls[key] = eager + 1
                 return self._eager(tokens, targets)
             graphed = self.graphs[key] = self._record(tokens, targets)
         graph, static_tokens, static_targets, per = graphed
@@ -1142,10 +1143,10 @@ def evaluate_fused(
         key = (fid, job.split, str(device), len(job.layers))
         groups.setdefault(key, []).append(i)
     results: list[EvalResult | None] = [None] * len(jobs)
+    speed = _Speed(compile_blocks, cuda_graph)
     for members in groups.values():
         for start in range(0, len(members), max_k):
             chunk = members[start : start + max_k]
-            speed = _Speed(compile_blocks, cuda_graph)
             for i, res in _run_fitting(jobs, resolved, chunk, time_limit_s, speed):
                 results[i] = res
     return [r for r in results if r is not None]
